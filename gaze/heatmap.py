@@ -1,0 +1,260 @@
+"""Fixations -> Gaussian attention maps (vectorised and batched), and heatmap files.
+
+A map is a float32 tensor in [0, 1] of shape (H, W): the original image size unless a
+size is given (DESIGN.md §2). Two recipes:
+
+* **image coordinates** (:func:`render_heatmaps`): ``H(x, y) = sum_i d_i exp(-((x - x_i)^2 +
+  (y - y_i)^2) / (2 s^2))`` at integer pixels x = 0..W-1, y = 0..H-1, min-max normalised.
+  A Gaussian is separable, so a batch of maps is one batched matrix product
+  ``(Gy * d)^T @ Gx`` of (N, H) and (N, W) profiles: no loop over pixels or fixations.
+* **display coordinates** (:func:`render_display_heatmap`): the published CUB-GHA recipe
+  exactly (cub_pim.md §1.10): a 500x500 window of sd 75 screen pixels per fixation on the
+  1920x1080 screen, cut to the displayed rectangle, normalised, resized by PIL to the
+  original size through an 8-bit image.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gaze.atomic import atomic_path
+from gaze.fixations import SCREEN_HEIGHT, SCREEN_WIDTH, FixationRecord
+
+#: sd of the published Gaussian, in screen pixels (cub_pim.md §1.10).
+DISPLAY_SIGMA = 75.0
+#: The published kernel is a 500x500 window with its centre at index 250: it covers the
+#: offsets -250..249 screen pixels around the fixation (cub_pim.md §1.10, step 1).
+DISPLAY_WINDOW = 500
+DISPLAY_WINDOW_CENTRE = 250
+
+
+def screen_fit_sigma(width: int, height: int, display_sigma: float = DISPLAY_SIGMA) -> float:
+    """Default sigma in image pixels: the published 75-screen-pixel sd, seen in the image.
+
+    The run files hold no display geometry (cub_pim.md §1.11), so the image is assumed
+    shown as large as fits the 1920x1080 screen (scale ``min(1920/W, 1080/H)``), and
+    ``sigma = 75 / scale``. For the common 500x375 CUB image this is 26.0 px (about 7% of
+    the image height), the spatial spread the released CUB-GHA maps have on screen.
+    """
+    scale = min(SCREEN_WIDTH / width, SCREEN_HEIGHT / height)
+    return display_sigma / scale
+
+
+def gaussian_profiles(centres: torch.Tensor, length: int, sigmas: torch.Tensor) -> torch.Tensor:
+    """1-D Gaussians ``exp(-(k - c)^2 / (2 s^2))`` at k = 0..length-1.
+
+    Args:
+        centres: (B, N) centres in pixels.
+        length: number of pixels along the axis.
+        sigmas: (B,) standard deviations in pixels.
+
+    Returns:
+        (B, N, length) profiles, same dtype as ``centres``.
+    """
+    pixels = torch.arange(length, dtype=centres.dtype, device=centres.device)
+    offsets = pixels - centres[..., None]
+    return torch.exp(-(offsets**2) / (2 * sigmas[:, None, None] ** 2))
+
+
+def normalize_min_max(maps: torch.Tensor) -> torch.Tensor:
+    """Scale each (..., H, W) map to [0, 1] in place; a constant map (no fixations) becomes zeros."""
+    low, high = torch.aminmax(maps.flatten(-2), dim=-1)
+    span = high - low
+    span = torch.where(span > 0, span, torch.inf)  # constant map: (m - low) / inf = 0
+    return maps.sub_(low[..., None, None]).div_(span[..., None, None])
+
+
+def _sigmas(records: Sequence[FixationRecord], sigma: float | None) -> list[float]:
+    return [screen_fit_sigma(r.width, r.height) if sigma is None else float(sigma) for r in records]
+
+
+def _render_batch(
+    records: Sequence[FixationRecord],
+    size: tuple[int, int],
+    sigma: float | None,
+    weighted: bool,
+    device: torch.device | str,
+) -> torch.Tensor:
+    """Render records of one image size into (B, H, W) maps at ``size`` = (H, W)."""
+    out_h, out_w = size
+    longest = max(1, max(len(r) for r in records))
+    x = torch.zeros(len(records), longest, dtype=torch.float64)
+    y = torch.zeros_like(x)
+    weights = torch.zeros_like(x)  # zero weight pads the shorter records
+    for b, record in enumerate(records):
+        n = len(record)
+        x[b, :n] = torch.from_numpy(np.asarray(record.x, dtype=np.float64))
+        y[b, :n] = torch.from_numpy(np.asarray(record.y, dtype=np.float64))
+        weights[b, :n] = torch.from_numpy(np.asarray(record.duration, dtype=np.float64)) if weighted else 1.0
+    width, height = records[0].width, records[0].height
+    scale_x, scale_y = out_w / width, out_h / height
+    sigmas = torch.tensor(_sigmas(records, sigma), dtype=torch.float64)
+    # Pixel k covers [k, k+1): its centre k + 0.5 maps to (k + 0.5) * scale - 0.5.
+    x, y = (x + 0.5) * scale_x - 0.5, (y + 0.5) * scale_y - 0.5
+    dtype = torch.float32
+    profiles_x = gaussian_profiles(x.to(device, dtype), out_w, (sigmas * scale_x).to(device, dtype))
+    profiles_y = gaussian_profiles(y.to(device, dtype), out_h, (sigmas * scale_y).to(device, dtype))
+    maps = torch.bmm((profiles_y * weights.to(device, dtype)[..., None]).transpose(1, 2), profiles_x)
+    return normalize_min_max(maps)
+
+
+def iter_heatmaps(
+    records: Sequence[FixationRecord],
+    sigma: float | None = None,
+    size: tuple[int, int] | None = None,
+    weighted: bool = True,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+) -> Iterator[tuple[FixationRecord, torch.Tensor]]:
+    """Yield ``(record, map)`` for every record, rendering images of one size in batches.
+
+    Memory stays at one batch of maps, so all 11,788 CUB-GHA images stream through.
+
+    Args:
+        records: fixations in image pixels (one record per map; see ``merge_by_image``).
+        sigma: Gaussian sd in original-image pixels; None uses :func:`screen_fit_sigma`.
+        size: (H, W) of the maps; None renders at each record's original size.
+        weighted: weight each Gaussian by the fixation duration (ms); else by 1.
+        batch_size: maps rendered per batched matrix product.
+        device: where to compute; maps are returned on that device.
+
+    Yields:
+        The record and its (H, W) float32 map in [0, 1], grouped by image size.
+    """
+    groups: dict[tuple[int, int], list[FixationRecord]] = defaultdict(list)
+    for record in records:
+        groups[(record.height, record.width)].append(record)
+    for shape, group in groups.items():
+        group.sort(key=len)  # similar fixation counts per batch: little zero padding
+        for start in range(0, len(group), batch_size):
+            chunk = group[start : start + batch_size]
+            maps = _render_batch(chunk, size or shape, sigma, weighted, device)
+            yield from zip(chunk, maps)
+
+
+def render_heatmaps(records: Sequence[FixationRecord], **kwargs) -> list[torch.Tensor]:
+    """Render one map per record, in input order (keyword arguments of :func:`iter_heatmaps`)."""
+    by_identity = {id(record): heatmap for record, heatmap in iter_heatmaps(records, **kwargs)}
+    return [by_identity[id(record)] for record in records]
+
+
+def render_heatmap(record: FixationRecord, **kwargs) -> torch.Tensor:
+    """Render the (H, W) map of one record (keyword arguments of :func:`iter_heatmaps`)."""
+    return render_heatmaps([record], **kwargs)[0]
+
+
+def render_single_fixation_maps(
+    record: FixationRecord,
+    sigma: float | None = None,
+    size: tuple[int, int] | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """One unweighted, min-max normalised map per fixation (single-fixation mode).
+
+    Returns:
+        (N, H, W) float32 maps in [0, 1], in fixation order.
+    """
+    singles = [record.subset(np.array([k])) for k in range(len(record))]
+    if not singles:
+        height, width = size or (record.height, record.width)
+        return torch.zeros(0, height, width, device=device)
+    return _render_batch(singles, size or (record.height, record.width), sigma, False, device)
+
+
+def drop_last_fixation(record: FixationRecord) -> FixationRecord:
+    """The published parser's defect: skip the last (x, y, ms) triple of a line (``--compat``).
+
+    Apply to records read from a file, before :func:`gaze.fixations.merge_by_image`.
+    """
+    return record.subset(slice(0, max(len(record) - 1, 0)))
+
+
+def _display_profiles(centres: np.ndarray, start: int, length: int) -> np.ndarray:
+    """Truncated published Gaussian along one screen axis, for pixels start..start+length-1."""
+    offsets = np.arange(start, start + length)[None, :] - centres[:, None]
+    inside = (offsets >= -DISPLAY_WINDOW_CENTRE) & (offsets < DISPLAY_WINDOW - DISPLAY_WINDOW_CENTRE)
+    return np.where(inside, np.exp(-(offsets**2) / (2 * DISPLAY_SIGMA**2)), 0.0)
+
+
+def render_display_heatmap(record: FixationRecord, compat: bool = False) -> torch.Tensor:
+    """Render a display-layout record with the published CUB-GHA recipe (cub_pim.md §1.10).
+
+    Each fixation at integer screen position (gx, gy) adds ``d * G`` where G is the 500x500
+    window of sd 75 px with its centre at index 250. The screen map is cut to the displayed
+    rectangle, min-max normalised, scaled by 255 into a PIL 'F' image, converted to 'L' and
+    resized to the original size with PIL's default filter, as the published script does.
+
+    Args:
+        record: a record from the display layout (``record.display`` is set).
+        compat: also reproduce the published script's silent drop of fixations whose window
+            does not fit its padded canvas (gx or gy negative, or past 1920/1080). The
+            default keeps them, clipped to the screen. Drop the last fixation of each line
+            with :func:`drop_last_fixation` before merging to reproduce the parser defect.
+
+    Returns:
+        (H, W) float32 map in [0, 1] (multiples of 1/255) at the original image size.
+    """
+    if record.display is None or record.display_x is None:
+        raise ValueError(
+            f"image {record.image_id}: no display geometry; render image-layout records "
+            "with render_heatmaps"
+        )
+    rect = record.display
+    gx = np.asarray(record.display_x).astype(np.int64)  # the published script slices with ints
+    gy = np.asarray(record.display_y).astype(np.int64)
+    durations = np.asarray(record.duration, dtype=np.float64)
+    if compat:
+        fits = (gx >= 0) & (gy >= 0) & (gx <= SCREEN_WIDTH) & (gy <= SCREEN_HEIGHT)
+        gx, gy, durations = gx[fits], gy[fits], durations[fits]
+    # The displayed rectangle, cut to the screen as the published slicing does.
+    left, top = max(rect.x0, 0), max(rect.y0, 0)
+    right = min(rect.x0 + rect.width, SCREEN_WIDTH)
+    bottom = min(rect.y0 + rect.height, SCREEN_HEIGHT)
+    profiles_x = _display_profiles(gx.astype(np.float64), left, right - left)
+    profiles_y = _display_profiles(gy.astype(np.float64), top, bottom - top)
+    crop = (profiles_y * durations[:, None]).T @ profiles_x
+    span = crop.max() - crop.min() if crop.size else 0.0
+    crop = (crop - crop.min()) / span if span > 0 else np.zeros_like(crop)
+    grey = Image.fromarray((crop * 255).astype(np.float32), mode="F").convert("L")
+    resized = grey.resize((record.width, record.height))
+    return torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0)
+
+
+def heatmap_to_uint8(heatmap: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(H, W) map in [0, 1] -> 8-bit grey array, rounded to the nearest level."""
+    values = heatmap.detach().cpu().numpy() if isinstance(heatmap, torch.Tensor) else np.asarray(heatmap)
+    return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
+
+
+def save_heatmap(path: str | os.PathLike, heatmap: torch.Tensor | np.ndarray, quality: int = 75) -> None:
+    """Write a map as an 8-bit grey image (JPEG by default, PNG by suffix), atomically.
+
+    ``quality`` 75 is PIL's default, which the published CUB-GHA JPEGs were saved with.
+    """
+    image = Image.fromarray(heatmap_to_uint8(heatmap), mode="L")
+    with atomic_path(path) as temporary:
+        suffix = os.path.splitext(str(path))[1].lower()
+        if suffix == ".png":
+            image.save(temporary, format="PNG")
+        else:
+            image.save(temporary, format="JPEG", quality=quality)
+
+
+def load_heatmap(path: str | os.PathLike, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Read an 8-bit grey heatmap file as an (H, W) float32 tensor in [0, 1].
+
+    Args:
+        path: a grey (or RGB, converted with PIL's luma) JPEG/PNG.
+        size: optional (H, W) to resize to (bilinear).
+    """
+    with Image.open(path) as image:
+        grey = image.convert("L")
+        if size is not None and grey.size != (size[1], size[0]):
+            grey = grey.resize((size[1], size[0]), Image.BILINEAR)
+        return torch.from_numpy(np.asarray(grey, dtype=np.float32) / 255.0)
