@@ -1,0 +1,145 @@
+"""Build CUB-GHA: human attention maps of CUB-200-2011 from the eye-tracking fixations.
+
+Keeps the published CLI (yaorong0921/CUB-GHA ``generate_heatmap.py``) so its instructions
+still work, and adds the real run files, speed and safety:
+
+    python generate_heatmap.py --gaze_file_path data_5runs --CUB_GHA_save_path CUB_GHA
+    python generate_heatmap.py --gaze_file_path Fixation.txt --single_fixation
+    python generate_heatmap.py --download            # fetch data_5runs/ first (SHA-256 checked)
+
+Output: ``<save>/All_Fixation/<id>.jpg`` (8-bit grey, original size) or
+``<save>/Single_Fixation/<id>/<k>.jpg``; with ``--overlay`` also jet overlays on the CUB
+photos in ``<save>/Overlay/``. No CUB images are needed for the maps: image sizes come
+from the gaze file. Re-running skips finished images unless ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from gaze.fixations import FixationFormatError, merge_by_image, read_fixations
+from gaze.gha import ALL_DIR, SINGLE_DIR, BuildOptions, OptionsMismatchError, build_gha
+from gaze.heatmap import drop_last_fixation
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--CUB_dir_path", default="./CUB_200_2011",
+                        help="CUB_200_2011 folder: ids are checked against images.txt and --overlay uses its photos (optional)")
+    parser.add_argument("--CUB_GHA_save_path", default="./CUB_GHA", help="output folder")
+    parser.add_argument("--gaze_file_path", nargs="+", default=["./Fixation.txt"],
+                        help="fixation file(s) or a folder of run files (image or display layout, detected per file)")
+    parser.add_argument("--single_fixation", action="store_true", help="one map per (filtered, merged) fixation")
+    parser.add_argument("--sigma", type=float, default=None,
+                        help="Gaussian sd in original-image pixels for image-layout input "
+                             "(default: 75 screen px seen in the image, as large as fits 1920x1080: ~26 px for 500x375)")
+    parser.add_argument("--min_duration", type=float, default=None,
+                        help="drop fixations shorter than this (ms); default 100 (all) or 350 (single), as published")
+    parser.add_argument("--max_fixations", type=int, default=7, help="single-fixation mode: merge the closest pair down to N")
+    parser.add_argument("--compat", action="store_true",
+                        help="reproduce the published script bit for bit, defects included: drop the last fixation "
+                             "of each line, last line of an id wins, integer merge midpoints, off-canvas fixations dropped")
+    parser.add_argument("--layout", choices=["auto", "image", "display"], default="auto", help="fixation file layout")
+    parser.add_argument("--skip_bad_lines", action="store_true", help="skip and count malformed lines instead of stopping")
+    parser.add_argument("--ids", default=None, help="subset of image ids: '1,5,10-20' or @file with one id per line")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
+    parser.add_argument("--overlay", action="store_true", help="also write jet overlays on the CUB photos")
+    parser.add_argument("--jpeg_quality", type=int, default=75, help="JPEG quality (75: PIL's default, as published)")
+    parser.add_argument("--overwrite", action="store_true", help="re-render images whose maps exist")
+    parser.add_argument("--download", action="store_true",
+                        help="first fetch the five CUB-GHA run files (SHA-256 verified) into --gaze_file_path "
+                             "(default data_5runs/)")
+    return parser.parse_args(argv)
+
+
+def parse_ids(spec: str) -> set[str]:
+    """'1,5,10-20' or '@path' (one id per line) -> set of id strings."""
+    if spec.startswith("@"):
+        return {line.strip() for line in Path(spec[1:]).read_text().splitlines() if line.strip()}
+    ids: set[str] = set()
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        low, dash, high = part.partition("-")
+        if dash and low.isdigit() and high.isdigit():
+            ids.update(str(i) for i in range(int(low), int(high) + 1))
+        else:
+            ids.add(part)
+    return ids
+
+
+def _gaze_paths(args: argparse.Namespace) -> list[str]:
+    """Fetch the run files first with --download; hint at data_5runs when the default is absent."""
+    paths = args.gaze_file_path
+    if args.download:
+        from gaze.download import download_cub_gha
+
+        destination = paths[0] if paths != ["./Fixation.txt"] else "data_5runs"
+        download_cub_gha(destination)
+        return [destination]
+    if paths == ["./Fixation.txt"] and not Path(paths[0]).exists():
+        hint = " (found ./data_5runs: pass --gaze_file_path data_5runs)" if Path("data_5runs").is_dir() else (
+            " (get the real run files with --download, or `python -m gaze download cub-gha`)")
+        raise FileNotFoundError(f"./Fixation.txt: no such fixation file{hint}")
+    return paths
+
+
+def load_records(args: argparse.Namespace) -> tuple[dict, int]:
+    """Read, optionally apply the compat defects, pool lines per image and select ids."""
+    result = read_fixations(_gaze_paths(args), layout=args.layout, skip_bad_lines=args.skip_bad_lines)
+    for bad in result.skipped:
+        print(f"skipped {bad.location}: {bad.reason}", file=sys.stderr)
+    lines = result.records
+    if args.compat:
+        # Published script: the parser drops each line's last triple, and a later line of
+        # the same id overwrites the earlier map (cub_pim.md §1.10).
+        lines = list({r.image_id: drop_last_fixation(r) for r in lines}.values())
+    records = merge_by_image(lines)
+    if args.ids:
+        wanted = parse_ids(args.ids)
+        missing = sorted(wanted - records.keys())
+        if missing:
+            print(f"warning: {len(missing)} requested ids have no fixations: {', '.join(missing[:10])}",
+                  file=sys.stderr)
+        records = {i: r for i, r in records.items() if i in wanted}
+    return records, len(result.skipped)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    try:
+        records, skipped_lines = load_records(args)
+    except (FixationFormatError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    options = BuildOptions(
+        single_fixation=args.single_fixation, sigma=args.sigma, min_duration=args.min_duration,
+        max_fixations=args.max_fixations, compat=args.compat, jpeg_quality=args.jpeg_quality,
+        overwrite=args.overwrite,
+    )
+    save_path = Path(args.CUB_GHA_save_path)
+    try:
+        with tqdm(total=len(records), unit="img", desc="CUB-GHA", disable=None) as bar:
+            summary = build_gha(records.values(), save_path, options, workers=args.workers, progress=bar.update)
+    except OptionsMismatchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    folder = save_path / (SINGLE_DIR if args.single_fixation else ALL_DIR)
+    print(
+        f"{summary.images} images, {summary.maps_written} maps written to {folder}, "
+        f"{summary.images_done_before} already done, {skipped_lines} bad lines skipped, "
+        f"{time.perf_counter() - start:.1f} s"
+    )
+    if summary.images_without_fixations:
+        print(f"note: {summary.images_without_fixations} images had no fixation left after the "
+              f"{options.effective_min_duration:g} ms filter (all-zero maps)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
