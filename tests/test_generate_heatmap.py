@@ -1,0 +1,128 @@
+"""generate_heatmap.py end to end: real ids, published layout, re-runs, atomicity, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import generate_heatmap
+from gaze import gha
+from gaze.fixations import filter_by_duration, merge_by_image, read_fixations
+from gaze.heatmap import render_heatmap
+
+REAL_IDS = ["1", "2", "3", "100", "11788"]
+
+
+def run_cli(*args: str) -> int:
+    return generate_heatmap.main([*map(str, args), "--workers", "1"])
+
+
+def test_all_fixation_maps_of_real_ids_match_the_renderer(real_runs_dir, tmp_path):
+    assert run_cli("--gaze_file_path", real_runs_dir, "--CUB_GHA_save_path", tmp_path, "--ids", ",".join(REAL_IDS)) == 0
+    written = sorted(p.name for p in (tmp_path / "All_Fixation").glob("*.jpg"))
+    assert written == sorted(f"{i}.jpg" for i in REAL_IDS)
+    records = merge_by_image(read_fixations(real_runs_dir).records)
+    for image_id in REAL_IDS:
+        record = records[image_id]
+        saved = np.asarray(Image.open(tmp_path / "All_Fixation" / f"{image_id}.jpg"), dtype=np.float64)
+        assert Image.open(tmp_path / "All_Fixation" / f"{image_id}.jpg").mode == "L"
+        assert saved.shape == (record.height, record.width)
+        expected = render_heatmap(filter_by_duration(record, 100)).numpy() * 255
+        assert np.abs(saved - expected).mean() < 2.0  # JPEG quality 75 noise only
+        peak = np.unravel_index(expected.argmax(), expected.shape)
+        assert saved[peak] > 240
+
+
+def test_single_fixation_maps_follow_the_published_recipe(real_runs_dir, tmp_path):
+    assert run_cli("--gaze_file_path", real_runs_dir, "--CUB_GHA_save_path", tmp_path, "--ids", "1-3", "--single_fixation") == 0
+    records = merge_by_image(read_fixations(real_runs_dir).records)
+    for image_id in ("1", "2", "3"):
+        kept = int((records[image_id].duration >= 350).sum())
+        files = sorted((tmp_path / "Single_Fixation" / image_id).glob("*.jpg"))
+        assert [f.name for f in files] == [f"{k}.jpg" for k in range(min(kept, 7))]
+        peaks = [np.asarray(Image.open(f)).max() for f in files]
+        assert min(peaks) > 240
+
+
+def test_rerun_skips_finished_images_unless_overwrite(real_runs_dir, tmp_path):
+    args = ("--gaze_file_path", real_runs_dir, "--CUB_GHA_save_path", tmp_path, "--ids", "1,2")
+    assert run_cli(*args) == 0
+    target = tmp_path / "All_Fixation" / "1.jpg"
+    target.write_bytes(b"marker")  # a finished file is not touched again
+    assert run_cli(*args) == 0
+    assert target.read_bytes() == b"marker"
+    assert run_cli(*args, "--overwrite") == 0
+    assert Image.open(target).size == (500, 335)
+
+
+def test_rerun_with_another_recipe_is_refused(real_runs_dir, tmp_path, capsys):
+    args = ("--gaze_file_path", real_runs_dir, "--CUB_GHA_save_path", tmp_path, "--ids", "1")
+    assert run_cli(*args) == 0
+    assert run_cli(*args, "--sigma", "10") == 1
+    assert "sigma" in capsys.readouterr().err
+    assert run_cli(*args, "--sigma", "10", "--overwrite") == 0
+
+
+def test_interrupted_write_leaves_no_half_file(real_runs_dir, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = Image.Image.save
+
+    def failing_save(self, fp, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # killed while writing the second map
+        return original(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", failing_save)
+    with pytest.raises(KeyboardInterrupt):
+        run_cli("--gaze_file_path", real_runs_dir, "--CUB_GHA_save_path", tmp_path, "--ids", "1-3")
+    folder = tmp_path / "All_Fixation"
+    assert len(list(folder.glob("*.jpg"))) == 1
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.setattr(Image.Image, "save", original)
+    assert run_cli("--gaze_file_path", real_runs_dir, "--CUB_GHA_save_path", tmp_path, "--ids", "1-3") == 0
+    assert len(list(folder.glob("*.jpg"))) == 3
+
+
+def test_bad_line_names_file_and_line(tmp_path, capsys):
+    gaze_file = tmp_path / "Fixation_run1.txt"
+    gaze_file.write_text("1,100,80,10,10,300\r\n2,100,80,10,ten,300\r\n")
+    assert run_cli("--gaze_file_path", gaze_file, "--CUB_GHA_save_path", tmp_path / "out") == 1
+    assert f"{gaze_file}:2" in capsys.readouterr().err
+    assert run_cli("--gaze_file_path", gaze_file, "--CUB_GHA_save_path", tmp_path / "out", "--skip_bad_lines") == 0
+    assert [p.name for p in (tmp_path / "out" / "All_Fixation").glob("*.jpg")] == ["1.jpg"]
+
+
+def test_compat_drops_the_last_fixation_of_each_line(tmp_path):
+    gaze_file = tmp_path / "Fixation.txt"
+    # Two fixations: the last (long) one at the right edge dominates the default map.
+    gaze_file.write_text("7,120,90,20,45,200,100,45,900\r\n")
+    for flag, folder in (((), "default"), (("--compat",), "compat")):
+        assert run_cli("--gaze_file_path", gaze_file, "--CUB_GHA_save_path", tmp_path / folder, *flag) == 0
+    default = np.asarray(Image.open(tmp_path / "default" / "All_Fixation" / "7.jpg"), dtype=float)
+    compat = np.asarray(Image.open(tmp_path / "compat" / "All_Fixation" / "7.jpg"), dtype=float)
+    assert np.unravel_index(default.argmax(), default.shape)[1] > 90
+    assert np.unravel_index(compat.argmax(), compat.shape)[1] < 30
+
+
+def test_missing_default_gaze_file_explains_how_to_get_data(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert generate_heatmap.main([]) == 1
+    assert "--download" in capsys.readouterr().err
+
+
+def test_parse_ids_ranges_and_files(tmp_path):
+    assert generate_heatmap.parse_ids("1,3-5, 9") == {"1", "3", "4", "5", "9"}
+    listing = tmp_path / "ids.txt"
+    listing.write_text("10\n\n12\n")
+    assert generate_heatmap.parse_ids(f"@{listing}") == {"10", "12"}
+
+
+def test_worker_processes_give_the_same_maps(real_runs_dir, tmp_path):
+    records = list(merge_by_image(read_fixations(real_runs_dir).records).values())[:40]
+    one = gha.build_gha(records, tmp_path / "one", workers=1, chunk_size=8)
+    two = gha.build_gha(records, tmp_path / "two", workers=2, chunk_size=8)
+    assert one.maps_written == two.maps_written == 40
+    for path in (tmp_path / "one" / "All_Fixation").glob("*.jpg"):
+        assert path.read_bytes() == (tmp_path / "two" / "All_Fixation" / path.name).read_bytes()
