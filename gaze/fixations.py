@@ -159,10 +159,31 @@ def _read_lines(path: Path) -> list[str]:
     except UnicodeDecodeError as error:
         line_no = data[: error.start].count(b"\n") + 1
         raise FixationFormatError(f"{path}:{line_no}: non-ASCII byte; not a fixation file") from None
-    lines = text.splitlines()
+    # Only LF (with an optional CR before it) ends a line: str.splitlines would also split
+    # at form feeds and other ASCII separators and shift every reported line number.
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
     while lines and not lines[-1].strip():
         lines.pop()
     return lines
+
+
+def _detect_file_layout(
+    path: Path, counts: np.ndarray, blank: np.ndarray, skip_bad_lines: bool
+) -> Literal["image", "display"]:
+    """The layout of the first non-blank line (of the first line that fits one, when skipping)."""
+    candidates = np.flatnonzero(~blank)
+    if len(candidates) == 0:
+        return "image"
+    for index in candidates if skip_bad_lines else candidates[:1]:
+        detected = detect_layout(int(counts[index]))
+        if detected is not None:
+            return detected
+    first = int(candidates[0])
+    raise FixationFormatError(
+        f"{path}:{first + 1}: {counts[first]} fields fit neither the image layout "
+        "(3 + 3k: id,w,h,(x,y,ms)*) nor the display layout "
+        "(7 + 3k: id,w,h,disp_w,disp_h,disp_x,disp_y,(x,y,ms)*)"
+    )
 
 
 def _layout_problem(num_fields: int, layout: str) -> str:
@@ -187,7 +208,8 @@ def read_fixation_file(
 
     Args:
         path: the text file.
-        layout: ``"image"``, ``"display"``, or ``"auto"`` to detect it from the first line.
+        layout: ``"image"``, ``"display"``, or ``"auto"`` to detect it from the first
+            non-blank line (with ``skip_bad_lines``, the first line that fits a layout).
         skip_bad_lines: skip malformed lines (reported in ``ParseResult.skipped``) instead
             of raising :class:`FixationFormatError` for the first one.
         run: run index stored with every fixation; default from the file name
@@ -202,15 +224,7 @@ def read_fixation_file(
     counts = np.array([line.count(",") + 1 for line in lines], dtype=np.int64)
     blank = np.array([not line.strip() for line in lines], dtype=bool)
     if layout == "auto":
-        first = int(np.argmin(blank)) if len(lines) else 0
-        detected = detect_layout(int(counts[first])) if len(lines) else "image"
-        if detected is None:
-            raise FixationFormatError(
-                f"{path}:{first + 1}: {counts[first]} fields fit neither the image layout "
-                "(3 + 3k: id,w,h,(x,y,ms)*) nor the display layout "
-                "(7 + 3k: id,w,h,disp_w,disp_h,disp_x,disp_y,(x,y,ms)*)"
-            )
-        layout = detected
+        layout = _detect_file_layout(path, counts, blank, skip_bad_lines)
     header = HEADER_FIELDS[layout]
     problems: dict[int, str] = {int(i): "empty line" for i in np.flatnonzero(blank)}
     wrong_count = ~blank & ((counts < header) | ((counts - header) % 3 != 0))
@@ -278,8 +292,13 @@ def _line_checks(
         ("negative fixation duration", np.logical_or.reduceat(is_duration & (values < 0), starts)),
     ]
     if layout == "display":
+        geometry = values[starts[:, None] + np.arange(3, 7)]  # disp_w, disp_h, disp_x, disp_y
         checks.append(
-            ("displayed size must be positive", (values[starts + 3] <= 0) | (values[starts + 4] <= 0))
+            ("displayed size must be positive", (geometry[:, 0] <= 0) | (geometry[:, 1] <= 0))
+        )
+        # The published script slices the screen with these numbers: they are whole pixels.
+        checks.append(
+            ("displayed rectangle must be whole pixels", (geometry != np.floor(geometry)).any(1))
         )
     return checks
 
@@ -444,10 +463,13 @@ def merge_nearest(record: FixationRecord, max_fixations: int = 7, compat: bool =
     Args:
         record: fixations of one image (image coordinates; display positions are dropped).
         max_fixations: N of the recipe (7 in the published script).
-        compat: reproduce the published script: integer (floored) midpoints, and a zero
-            distance (two fixations at the same pixel) is never the closest pair. The default
-            uses exact midpoints and merges coincident fixations first, which is what the
-            recipe means.
+        compat: reproduce the published script exactly: integer (floored) midpoints; every
+            zero of the full distance matrix, its diagonal included, is replaced by the
+            matrix maximum, so two fixations at the same pixel are never the closest pair;
+            the first minimum of the full matrix is taken (which is the diagonal when all
+            non-zero distances are equal); and j is removed by value (the first fixation
+            equal to it in x, y and duration). The default uses exact midpoints and merges
+            coincident fixations first, which is what the recipe means.
     """
     if max_fixations < 1:
         raise ValueError(f"max_fixations must be >= 1, got {max_fixations}")
@@ -458,12 +480,16 @@ def merge_nearest(record: FixationRecord, max_fixations: int = 7, compat: bool =
         distances = np.hypot(x[alive, None] - x[alive], y[alive, None] - y[alive])
         if compat:
             distances[distances == 0] = distances.max()
-        distances[np.tril_indices(len(alive))] = np.inf
+        else:
+            distances[np.tril_indices(len(alive))] = np.inf
         i, j = np.unravel_index(np.argmin(distances), distances.shape)
         i, j = alive[i], alive[j]
         for values in (x, y, duration):
             midpoint = (values[i] + values[j]) / 2
             values[i] = math.floor(midpoint) if compat else midpoint
+        if compat:  # list.remove(points[j]): the first point equal to j goes
+            equal = (x[alive] == x[j]) & (y[alive] == y[j]) & (duration[alive] == duration[j])
+            j = alive[np.argmax(equal)]
         keep[j] = False
     merged = replace(record, x=x, y=y, duration=duration, display_x=None, display_y=None)
     return merged.subset(keep)
