@@ -1,0 +1,249 @@
+"""Configs as plain Python files plus ``--key=value`` overrides -> one plain dict.
+
+nanoGPT's configurator rebuilt as functions (DESIGN.md §3, specs/style.md §1.1)::
+
+    python cub/train.py cub/configs/kfn_r50.py --batch_size=8 --amp='bf16'
+
+1. the defaults file (``cub/config.py``: commented assignments) is executed into a fresh
+   dict; public names holding primitives, tuples, lists, dicts or None become the keys;
+2. each ``*.py`` argument (relative to the working directory, else to the defaults
+   file's folder) is executed on top of it, in order; it may only set existing keys;
+3. each ``--key=value`` is parsed with :func:`ast.literal_eval`, falling back to the raw
+   string (so ``--name=gat`` needs no quotes).
+
+Every override is type-checked against the default: the type must be the same, except
+that an int is accepted (and stored as a float) for a float key, a list and a tuple
+stand in for each other (stored as the default's type), and a None default accepts
+anything. A bool key rejects ints and an int key rejects bools. An unknown key is an
+error that names the closest known key. ``--help`` prints every key with its default
+and the comment above it.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import io
+import json
+import os
+import shutil
+import sys
+import tokenize
+from pathlib import Path
+from typing import Any, Sequence
+
+from gaze.atomic import atomic_path
+
+#: Value types a config key may hold (nanoGPT keeps int/float/bool/str; we add containers).
+CONFIG_TYPES = (bool, int, float, str, tuple, list, dict, type(None))
+#: Key added by :func:`load_config`: the files it read, defaults first (copied by save_config).
+FILES_KEY = "config_files"
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be applied; the message names key, file, value."""
+
+
+def load_config(defaults_path: str | os.PathLike, argv: Sequence[str] | None = None) -> dict:
+    """Defaults file, then override files, then ``--key=value`` -> a plain dict.
+
+    Args:
+        defaults_path: the defaults file (plain commented assignments).
+        argv: command-line arguments (``sys.argv[1:]`` when None): ``*.py`` override files
+            and ``--key=value`` items; ``--help``/``-h`` prints :func:`config_help` and exits.
+
+    Returns:
+        dict of key -> value, plus ``config_files``: the files read, as strings.
+
+    Raises:
+        ConfigError: unknown key (with the closest match), wrong type, bad argument.
+        FileNotFoundError: a config file that does not exist.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    defaults_path = Path(defaults_path)
+    if "--help" in argv or "-h" in argv:
+        print(config_help(defaults_path))
+        raise SystemExit(0)
+    config = _public_values(_exec_file(defaults_path, {}))
+    files = [str(defaults_path)]
+    for item in argv:
+        if item.startswith("--"):
+            key, value, raw = _parse_argument(item)
+            _set_value(config, key, value, source="command line", raw=raw)
+        elif item.endswith(".py"):
+            path = _find_override(item, defaults_path.parent)
+            _apply_override_file(config, path)
+            files.append(str(path))
+        else:
+            raise ConfigError(
+                f"argument {item!r}: expected an override file ending in .py or --key=value"
+            )
+    config[FILES_KEY] = files
+    return config
+
+
+def _exec_file(path: Path, namespace: dict) -> dict:
+    """Execute a config file in ``namespace`` (a fresh dict of globals) and return it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    source = path.read_text()
+    namespace = dict(namespace)
+    try:
+        exec(compile(source, str(path), "exec"), namespace)
+    except Exception as error:  # a broken config file: say which one
+        raise ConfigError(f"{path}: executing the config file failed: {error!r}") from error
+    return namespace
+
+
+def _public_values(namespace: dict) -> dict:
+    """Keep public names whose values are config types (drops modules, functions, builtins)."""
+    return {
+        key: value
+        for key, value in namespace.items()
+        if not key.startswith("_") and isinstance(value, CONFIG_TYPES)
+    }
+
+
+def _find_override(item: str, defaults_folder: Path) -> Path:
+    """Resolve an override file relative to the working directory, else the defaults folder."""
+    for candidate in (Path(item), defaults_folder / item):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"override file {item!r} not found (looked in {Path.cwd()} and {defaults_folder})"
+    )
+
+
+def _apply_override_file(config: dict, path: Path) -> None:
+    """Execute ``path`` with the current values visible, then apply what it changed."""
+    namespace = _exec_file(path, config)
+    for key, value in _public_values(namespace).items():
+        if key not in config or value is not config[key]:
+            _set_value(config, key, value, source=str(path))
+
+
+def _parse_argument(item: str) -> tuple[str, Any, str]:
+    """``--key=value`` -> (key, literal value or the raw string when not a literal, raw)."""
+    if "=" not in item:
+        raise ConfigError(f"argument {item!r}: expected --key=value")
+    key, raw = item[2:].split("=", 1)
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        value = raw
+    return key.replace("-", "_"), value, raw
+
+
+def _set_value(config: dict, key: str, value: Any, source: str, raw: str | None = None) -> None:
+    """Type-check ``value`` against the default of ``key`` and store it.
+
+    ``raw`` is the command-line text: a str key keeps it even when it parses as a literal.
+    """
+    if key not in config or key == FILES_KEY:
+        hint = "" if raw is not None else " (helper names in config files start with _)"
+        raise ConfigError(f"{source}: unknown config key {key!r}{_suggestion(key, config)}{hint}")
+    default = config[key]
+    if isinstance(default, str) and raw is not None and not isinstance(value, str):
+        value = raw  # --name=123 for a str key means the string "123"
+    config[key] = _checked(key, value, default, source)
+
+
+def _checked(key: str, value: Any, default: Any, source: str) -> Any:
+    """Return ``value`` converted to the default's type, or raise ConfigError."""
+    if default is None or type(value) is type(default):
+        return value
+    if isinstance(default, float) and type(value) is int:
+        return float(value)
+    if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
+        return type(default)(value)
+    raise ConfigError(
+        f"{source}: config key {key!r} expects {type(default).__name__} "
+        f"(default {default!r}), got {type(value).__name__} {value!r}"
+    )
+
+
+def _suggestion(key: str, config: dict) -> str:
+    """'; did you mean 'x'?' for the closest known key, or ''."""
+    matches = difflib.get_close_matches(key, [k for k in config if k != FILES_KEY], n=1)
+    return f"; did you mean {matches[0]!r}?" if matches else ""
+
+
+def config_help(defaults_path: str | os.PathLike) -> str:
+    """Every key of the defaults file with its default and the comment above (or beside) it."""
+    path = Path(defaults_path)
+    source = path.read_text()
+    comments = _comments_by_line(source)
+    defaults = _public_values(_exec_file(path, {}))
+    lines = [f"config keys of {path} (override with FILE.py or --key=value):"]
+    for node in ast.parse(source).body:
+        targets = _assigned_names(node)
+        for name in targets:
+            if name in defaults:
+                comment = _comment_for(node, comments)
+                lines.append(f"  {name} = {defaults[name]!r}" + (f"  # {comment}" if comment else ""))
+    return "\n".join(lines)
+
+
+def _comments_by_line(source: str) -> dict[int, tuple[str, bool]]:
+    """line number -> (comment text, whether the line holds only the comment)."""
+    comments = {}
+    lines = source.splitlines()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            row = token.start[0]
+            alone = lines[row - 1].strip().startswith("#")
+            comments[row] = (token.string.lstrip("#").strip(), alone)
+    return comments
+
+
+def _assigned_names(node: ast.stmt) -> list[str]:
+    """Names assigned by a top-level ``x = ...`` or ``x: T = ...`` statement."""
+    if isinstance(node, ast.Assign):
+        return [t.id for t in node.targets if isinstance(t, ast.Name)]
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+        return [node.target.id]
+    return []
+
+
+def _comment_for(node: ast.stmt, comments: dict[int, tuple[str, bool]]) -> str:
+    """The comment lines directly above an assignment, else the comment beside it."""
+    above = []
+    row = node.lineno - 1
+    while row in comments and comments[row][1]:
+        above.insert(0, comments[row][0])
+        row -= 1
+    if above:
+        return " ".join(above)
+    text, alone = comments.get(node.end_lineno, ("", True))
+    return "" if alone else text
+
+
+def format_config(config: dict) -> str:
+    """One ``key = value`` line per key, sorted, for printing and logs."""
+    width = max((len(key) for key in config), default=0)
+    return "\n".join(f"{key:<{width}} = {config[key]!r}" for key in sorted(config))
+
+
+def save_config(config: dict, run_dir: str | os.PathLike) -> Path:
+    """Write ``run_dir/config.json`` (atomic) and copy the config files that were read.
+
+    The defaults file is copied as ``config.py``; override files keep their names
+    (prefixed with their position when a name repeats).
+
+    Returns:
+        path of config.json.
+    """
+    run_dir = Path(run_dir)
+    json_path = run_dir / "config.json"
+    with atomic_path(json_path) as temporary:
+        temporary.write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
+    taken = {"config.json"}
+    for index, file in enumerate(config.get(FILES_KEY) or []):
+        name = "config.py" if index == 0 else Path(file).name
+        if name in taken:
+            name = f"{index}_{name}"
+        taken.add(name)
+        if Path(file).is_file():
+            with atomic_path(run_dir / name) as temporary:
+                shutil.copyfile(file, temporary)
+    return json_path

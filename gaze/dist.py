@@ -1,0 +1,189 @@
+"""Device choice, torchrun/DDP helpers and seeding (DESIGN.md §4).
+
+``device = "auto"`` picks cuda, then mps, then cpu. Under ``torchrun --nproc_per_node=N``
+the ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` environment variables turn on
+DistributedDataParallel: nccl on GPUs, gloo on CPUs; only rank 0 logs and saves.
+Nothing here (or anywhere in gaze) calls ``.cuda()``: tensors move with ``.to(device)``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+
+#: Seeds of different ranks in one epoch stay apart by this much (world sizes stay below it).
+RANK_SEED_STRIDE = 1
+#: Seeds of consecutive epochs stay apart by this much, so (epoch, rank) pairs never collide.
+EPOCH_SEED_STRIDE = 1000
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in a (possibly single-process) job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        """True when more than one process takes part."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """True on rank 0, the process that logs and saves."""
+        return self.rank == 0
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """``"auto"|"cpu"|"cuda"|"cuda:1"|"mps"`` -> a torch.device that exists here.
+
+    Args:
+        name: the ``device`` config value. ``"auto"`` is cuda, else mps, else cpu.
+        local_rank: GPU index of this process under torchrun (used for ``auto``/``cuda``).
+
+    Raises:
+        ValueError: an unknown name, or a device that is not available on this machine.
+    """
+    name = str(name).lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"device {name!r}: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from error
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available (use 'auto' or 'cpu')")
+        index = local_rank if device.index is None else device.index
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+        return torch.device("cuda", index)
+    if device.type == "mps" and not _mps_available():
+        raise ValueError(f"device {name!r} requested but MPS is not available (use 'auto' or 'cpu')")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {name!r}: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    return device
+
+
+def _mps_available() -> bool:
+    """True on Apple silicon with a working MPS backend."""
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def dist_info_from_env() -> DistInfo:
+    """Rank, world size and local rank from torchrun's environment (1 process when unset)."""
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        rank, world_size = torch_dist.get_rank(), torch_dist.get_world_size()
+        return DistInfo(rank, world_size, int(os.environ.get("LOCAL_RANK", rank)))
+    return DistInfo(
+        rank=int(os.environ.get("RANK", 0)),
+        world_size=int(os.environ.get("WORLD_SIZE", 1)),
+        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+    )
+
+
+def init_distributed(backend: str | None = None, timeout_minutes: float = 30.0) -> DistInfo:
+    """Join the process group torchrun set up (no-op for a single process).
+
+    Args:
+        backend: ``"nccl"`` or ``"gloo"``; None picks nccl when CUDA is available, else gloo.
+            Pass ``"gloo"`` to run DDP on CPUs of a GPU machine.
+        timeout_minutes: how long collectives wait for a stalled rank.
+
+    Returns:
+        DistInfo of this process. Under nccl the current CUDA device is set to local_rank.
+    """
+    info = dist_info_from_env()
+    if not info.distributed or torch_dist.is_initialized():
+        return info
+    if backend is None:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(info.local_rank)
+    torch_dist.init_process_group(
+        backend=backend,
+        rank=info.rank,
+        world_size=info.world_size,
+        timeout=timedelta(minutes=timeout_minutes),
+    )
+    return info
+
+
+def is_distributed() -> bool:
+    """True inside an initialised process group of more than one process."""
+    return torch_dist.is_available() and torch_dist.is_initialized() and torch_dist.get_world_size() > 1
+
+
+def get_rank() -> int:
+    """Rank of this process (0 without a process group)."""
+    return torch_dist.get_rank() if torch_dist.is_available() and torch_dist.is_initialized() else 0
+
+
+def get_world_size() -> int:
+    """Number of processes (1 without a process group)."""
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        return torch_dist.get_world_size()
+    return 1
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (and in a single process): the one that logs and writes files."""
+    return get_rank() == 0
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op without a process group)."""
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+
+
+def all_gather_objects(obj: object) -> list:
+    """``[obj of rank 0, obj of rank 1, ...]`` (``[obj]`` without a process group)."""
+    if not is_distributed():
+        return [obj]
+    gathered = [None] * torch_dist.get_world_size()
+    torch_dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over ranks in place and return it (unchanged without a process group)."""
+    if is_distributed():
+        torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.SUM)
+    return tensor
+
+
+def cleanup() -> None:
+    """Leave the process group, if one is initialised."""
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy and torch (all devices) with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """Seed for one (epoch, rank): the run seed plus offsets that never collide.
+
+    Reseeding at every epoch start from this makes the data order, the augmentations and
+    dropout of an epoch independent of what ran before, so a resumed run repeats an
+    uninterrupted one exactly.
+    """
+    return seed + EPOCH_SEED_STRIDE * epoch + RANK_SEED_STRIDE * rank
