@@ -4,6 +4,7 @@ Commands:
   download   fetch the real CUB-GHA run files with SHA-256 checks (gaze.download)
   merge      write the aggregate Fixation.txt from the run files (gaze.merge)
   agreement  inter-run agreement of the gaze data, table and plot (gaze.agreement)
+  demo       write the synthetic CUB_200_2011-layout demo dataset (gaze.demo)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ COMMANDS = {
     "download": "gaze.download",
     "merge": "gaze.merge",
     "agreement": "gaze.agreement",
+    "demo": "gaze.demo",
 }
 
 

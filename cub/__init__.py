@@ -1,0 +1,1 @@
+"""CUB-200-2011 + CUB-GHA: dataset, configs and the train/evaluate scripts."""

@@ -1,0 +1,206 @@
+"""Joint image + attention transforms (torchvision.transforms.v2), DESIGN.md §2.
+
+The image and its attention map go through **one** call of a ``transforms.v2`` pipeline, so
+every random geometric parameter (crop box, flip) is drawn once and applied to both. The
+map travels as :class:`AttentionMap`, a ``tv_tensors.Mask`` subclass:
+
+* as a Mask it gets the geometric ops (crop, flip, pad, ...) and is passed through
+  untouched by the photometric ones (ColorJitter, ToDtype, Normalize);
+* unlike a Mask it is **resized bilinearly** (with antialiasing): v2 resizes a Mask with
+  nearest neighbour whatever ``interpolation`` says, which would turn a continuous map into
+  blocks. Bilinear weights are non-negative and sum to 1, so values stay in [0, 1].
+
+After the geometry each map is min-max normalised on its own with an epsilon floor on the
+range (:func:`normalize_attention`). The published CUB-GHA loader divides by
+``max - min`` with no epsilon and returns NaN for a constant map (cub_pim.md §1.7); here a
+constant map is left as it is (clamped to [0, 1]): an empty map (no fixations, as
+:func:`gaze.heatmap.normalize_min_max` renders it) stays zeros and a uniform fill of ones
+(the ``missing='uniform'`` option of the datasets) stays ones.
+
+Published recipe (cub_pim.md §1.7, GAT): train = resize shorter side to the input size,
+random crop, horizontal flip p=0.5 shared by image and map, ColorJitter(brightness 0.2,
+contrast 0.2) on the image only, ImageNet normalisation; test = resize + centre crop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+from torchvision.transforms.v2.functional import InterpolationMode
+
+#: ImageNet channel statistics (torchvision weights; cub_pim.md §1.7 "ImageNet Normalize").
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Smallest range divided by in the per-map min-max; below it a map counts as constant.
+ATTENTION_EPS = 1e-6
+
+
+class AttentionMap(tv_tensors.Mask):
+    """A continuous (1, H, W) attention map: geometry of a Mask, but bilinear resizing."""
+
+
+@F.register_kernel(F.resize, AttentionMap)
+def _resize_attention(
+    attention: AttentionMap, size: list[int] | None, max_size: int | None = None, **kwargs: Any
+) -> AttentionMap:
+    """Resize a map bilinearly with antialiasing, whatever interpolation the image uses."""
+    output = F.resize_image(
+        attention.as_subclass(torch.Tensor),
+        size,
+        interpolation=InterpolationMode.BILINEAR,
+        max_size=max_size,
+        antialias=True,
+    )
+    return tv_tensors.wrap(output, like=attention)
+
+
+@F.register_kernel(F.resized_crop, AttentionMap)
+def _resized_crop_attention(
+    attention: AttentionMap, top: int, left: int, height: int, width: int, size: list[int], **kwargs: Any
+) -> AttentionMap:
+    """Crop then resize a map bilinearly (RandomResizedCrop), like :func:`_resize_attention`."""
+    output = F.resized_crop_image(
+        attention.as_subclass(torch.Tensor),
+        top,
+        left,
+        height,
+        width,
+        size,
+        interpolation=InterpolationMode.BILINEAR,
+        antialias=True,
+    )
+    return tv_tensors.wrap(output, like=attention)
+
+
+def normalize_attention(maps: torch.Tensor, eps: float = ATTENTION_EPS) -> torch.Tensor:
+    """Min-max normalise each (..., H, W) map to [0, 1]; a (near-)constant map is kept as is.
+
+    A map whose range ``max - min`` is at most ``eps`` carries no spatial information and is
+    only clamped to [0, 1]: an empty map stays zeros and a uniform fill of ones stays ones.
+    The published loader divides by the range with no epsilon and returns NaN for such a
+    map (cub_pim.md §1.7).
+
+    Args:
+        maps: (..., H, W) float maps.
+        eps: floor on the range.
+
+    Returns:
+        New float32 tensor of the same shape with values in [0, 1].
+    """
+    maps = maps.to(torch.float32)
+    low, high = torch.aminmax(maps.flatten(-2), dim=-1)
+    span = (high - low)[..., None, None]
+    scaled = (maps - low[..., None, None]) / span.clamp_min(eps)
+    return torch.where(span > eps, scaled, maps).clamp_(0.0, 1.0)
+
+
+def _as_image(image: Image.Image | torch.Tensor | np.ndarray) -> tv_tensors.Image:
+    """PIL RGB image, (3, H, W) tensor or (H, W, 3) uint8 array -> tv_tensors.Image."""
+    if isinstance(image, Image.Image):
+        return F.pil_to_tensor(image if image.mode == "RGB" else image.convert("RGB")).as_subclass(
+            tv_tensors.Image
+        )
+    if isinstance(image, np.ndarray):
+        return tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))))
+    return tv_tensors.Image(image)
+
+
+def _as_attention(gaze: Any, image_size: Sequence[int]) -> AttentionMap:
+    """(H, W)/(1, H, W) tensor or array, or a PIL 'L' image -> float (1, H, W) map at the image size.
+
+    8-bit input (uint8 or PIL) is scaled by 1/255. A map of another size than the image is
+    resized bilinearly to it first (the published loader resizes the map to the original
+    image size: cub_pim.md §1.7).
+    """
+    if isinstance(gaze, Image.Image):
+        gaze = gaze.convert("L")
+    attention = gaze if isinstance(gaze, torch.Tensor) else torch.from_numpy(np.array(gaze))
+    if attention.dtype == torch.uint8:
+        attention = attention.to(torch.float32) / 255.0
+    attention = attention.to(torch.float32)
+    if attention.ndim == 2:
+        attention = attention[None]
+    if attention.ndim != 3 or attention.shape[0] != 1:
+        raise ValueError(f"gaze map must be (H, W) or (1, H, W), got shape {tuple(attention.shape)}")
+    if tuple(attention.shape[-2:]) != tuple(image_size):
+        attention = F.resize_image(
+            attention, list(image_size), interpolation=InterpolationMode.BILINEAR, antialias=True
+        )
+    return AttentionMap(attention)
+
+
+class JointTransform:
+    """Apply one v2 pipeline to an image and (optionally) its attention map in one call.
+
+    Call with ``(image, gaze)`` where ``image`` is a PIL RGB image or a (3, H, W) tensor
+    and ``gaze`` an (H, W) or (1, H, W) map in [0, 1] (or 8-bit), or None. Returns
+    ``(image, gaze)``: the (3, S, S) float32 normalised image and the (1, S, S) float32 map
+    in [0, 1] (None when no map was given).
+    """
+
+    def __init__(self, pipeline: v2.Transform):
+        self.pipeline = pipeline
+
+    def __call__(
+        self, image: Image.Image | torch.Tensor, gaze: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        image = _as_image(image)
+        if gaze is None:
+            return self.pipeline(image).as_subclass(torch.Tensor), None
+        attention = _as_attention(gaze, image.shape[-2:])
+        image, attention = self.pipeline(image, attention)
+        return image.as_subclass(torch.Tensor), normalize_attention(attention.as_subclass(torch.Tensor))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.pipeline})"
+
+
+def build_transforms(
+    train: bool,
+    input_size: int,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    color_jitter: tuple[float, float] | None = (0.2, 0.2),
+    resize_size: int | None = None,
+    hflip: float = 0.5,
+) -> JointTransform:
+    """Build the published GAT image + attention transform (cub_pim.md §1.7).
+
+    Args:
+        train: random crop + flip + colour jitter when True; centre crop when False.
+        input_size: side S of the square output (448 in the paper).
+        mean, std: per-channel normalisation of the image (ImageNet by default).
+        color_jitter: (brightness, contrast) of ColorJitter on the image only (train);
+            None or zeros to disable (the KFN recipe has none).
+        resize_size: shorter side before cropping; None = ``input_size`` as published
+            (mmpretrain's CUB recipe uses 600 for 448 crops: spec style.md §1.5).
+        hflip: probability of the shared horizontal flip (train).
+
+    Returns:
+        A :class:`JointTransform`: ``(image, gaze or None) -> (image (3,S,S), gaze (1,S,S) or None)``.
+    """
+    resize = v2.Resize(resize_size or input_size, interpolation=InterpolationMode.BILINEAR, antialias=True)
+    if train:
+        steps: list[v2.Transform] = [resize, v2.RandomCrop(input_size), v2.RandomHorizontalFlip(hflip)]
+        if color_jitter is not None and any(color_jitter):
+            brightness, contrast = color_jitter
+            steps.append(v2.ColorJitter(brightness=brightness, contrast=contrast))
+    else:
+        steps = [resize, v2.CenterCrop(input_size)]
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
+    return JointTransform(v2.Compose(steps))
+
+
+def denormalize(
+    images: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> torch.Tensor:
+    """Undo :func:`build_transforms`' normalisation: (..., 3, H, W) -> values in [0, 1] (clamped)."""
+    mean_t = torch.as_tensor(mean, dtype=images.dtype, device=images.device)[:, None, None]
+    std_t = torch.as_tensor(std, dtype=images.dtype, device=images.device)[:, None, None]
+    return (images * std_t + mean_t).clamp(0.0, 1.0)

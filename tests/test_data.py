@@ -1,0 +1,191 @@
+"""Tests for gaze/data.py: RGB loading, stratified splits, the attention cache."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFile
+
+from gaze.data import AttentionCache, ImageLoadError, cache_folder_name, load_rgb_image, stratified_split
+
+
+def _save(path, image, **kwargs):
+    image.save(path, **kwargs)
+    return path
+
+
+# ----------------------------------------------------------------------------- load_rgb_image
+@pytest.mark.parametrize(
+    "mode, value, expected, suffix",
+    [
+        ("L", 100, (100, 100, 100), ".jpg"),
+        ("LA", (100, 7), (100, 100, 100), ".png"),
+        ("RGBA", (10, 20, 30, 0), (10, 20, 30), ".png"),
+        ("1", 1, (255, 255, 255), ".png"),
+    ],
+)
+def test_modes_load_as_rgb(tmp_path, mode, value, expected, suffix):
+    path = _save(tmp_path / f"a{suffix}", Image.new(mode, (9, 7), value))
+    image = load_rgb_image(path)
+    assert image.mode == "RGB" and image.size == (9, 7)
+    pixels = np.asarray(image).reshape(-1, 3)
+    assert np.abs(pixels.astype(int) - expected).max() <= 1  # JPEG of a flat grey is exact or off by 1
+
+
+def test_cmyk_jpeg_loads_as_rgb(tmp_path):
+    cmyk = Image.new("CMYK", (8, 6), (0, 255, 255, 0))  # pure red in CMYK
+    path = _save(tmp_path / "cmyk.jpg", cmyk, quality=95)
+    image = load_rgb_image(path)
+    assert image.mode == "RGB"
+    red = np.asarray(image).reshape(-1, 3).mean(axis=0)
+    assert red[0] > 200 and red[1] < 60 and red[2] < 60
+
+
+def test_palette_with_transparency_loads_as_rgb(tmp_path):
+    palette = Image.new("P", (5, 5), 1)
+    palette.putpalette([0, 0, 0, 200, 100, 50] + [0] * 762)
+    palette.info["transparency"] = 0
+    path = _save(tmp_path / "p.png", palette, transparency=0)
+    image = load_rgb_image(path)
+    assert image.mode == "RGB"
+    assert tuple(np.asarray(image)[0, 0]) == (200, 100, 50)
+
+
+def test_sixteen_bit_grey_is_rescaled_not_clipped(tmp_path):
+    values = np.array([[0, 257 * 100, 65535]], dtype=np.uint16)
+    path = _save(tmp_path / "g16.png", Image.fromarray(values))
+    image = load_rgb_image(path)
+    assert image.mode == "RGB"
+    assert np.asarray(image)[0, :, 0].tolist() == [0, 100, 255]
+
+
+def _truncated_jpeg(tmp_path):
+    rng = np.random.default_rng(0)
+    path = _save(tmp_path / "full.jpg", Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)))
+    data = path.read_bytes()
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(data[: len(data) // 2])
+    return truncated
+
+
+def test_truncated_jpeg_raises_naming_file(tmp_path):
+    path = _truncated_jpeg(tmp_path)
+    with pytest.raises(ImageLoadError, match="truncated.jpg"):
+        load_rgb_image(path)
+
+
+def test_truncated_jpeg_raises_even_if_pil_allows_truncation(tmp_path, monkeypatch):
+    path = _truncated_jpeg(tmp_path)
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(ImageLoadError, match="truncated.jpg"):
+        load_rgb_image(path)
+
+
+def test_missing_and_non_image_files_raise_naming_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.jpg"):
+        load_rgb_image(tmp_path / "nowhere.jpg")
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    with pytest.raises(ImageLoadError, match="notes.jpg"):
+        load_rgb_image(text)
+
+
+# ----------------------------------------------------------------------------- stratified_split
+def test_stratified_split_proportions_and_cover():
+    labels = np.repeat(np.arange(5), [20, 40, 10, 30, 100])
+    train, val = stratified_split(labels, 0.2, seed=3)
+    assert len(np.intersect1d(train, val)) == 0
+    assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(len(labels)))
+    assert len(val) == int(np.ceil(0.2 * len(labels)))
+    per_class = np.bincount(labels[val], minlength=5)
+    assert np.all(np.abs(per_class - 0.2 * np.bincount(labels)) <= 1)
+
+
+def test_stratified_split_is_seeded():
+    labels = np.repeat(np.arange(4), 25)
+    first = stratified_split(labels, 0.1, seed=0)
+    again = stratified_split(labels, 0.1, seed=0)
+    other = stratified_split(labels, 0.1, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not np.array_equal(first[1], other[1])
+    assert first[0].dtype == np.int64
+
+
+def test_stratified_split_singleton_class_stays_in_train():
+    labels = np.array([0] * 10 + [1] * 10 + [2])
+    with pytest.warns(UserWarning, match="single sample"):
+        train, val = stratified_split(labels, 0.2, seed=0)
+    assert 20 in train and 20 not in val
+    assert set(labels[val]) == {0, 1}
+
+
+def test_stratified_split_too_small_val_is_an_error():
+    labels = np.repeat(np.arange(10), 3)
+    with pytest.raises(ValueError, match="at least one sample per class"):
+        stratified_split(labels, 0.1, seed=0)  # 3 val samples for 10 classes
+
+
+def test_stratified_split_zero_fraction_and_bad_fraction():
+    train, val = stratified_split([0, 1, 1], 0.0)
+    assert train.tolist() == [0, 1, 2] and val.size == 0
+    with pytest.raises(ValueError, match="val_fraction"):
+        stratified_split([0, 1], 1.0)
+
+
+# ----------------------------------------------------------------------------- AttentionCache
+class _Producer:
+    """Picklable map producer that counts its calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, key):
+        self.calls.append(key)
+        return torch.full((4, 6), int(key) / 10.0)
+
+
+def test_cache_lru_eviction_and_values():
+    producer = _Producer()
+    cache = AttentionCache(producer, capacity=2)
+    assert torch.allclose(cache.get("2"), torch.full((4, 6), 51 / 255))  # 0.2 * 255 = 51 (uint8)
+    assert torch.allclose(cache.get("3"), torch.full((4, 6), 0.3), atol=0.5 / 255)
+    cache.get("3")  # hit
+    cache.get("5")  # evicts "2"
+    cache.get("7")  # evicts "3"
+    cache.get("5")  # hit
+    assert producer.calls == ["2", "3", "5", "7"]
+    cache.get("3")
+    assert producer.calls == ["2", "3", "5", "7", "3"]
+    assert len(cache) == 2 and cache.get_uint8("5").dtype == np.uint8
+
+
+def test_cache_on_disk_is_reused(tmp_path):
+    first = AttentionCache(_Producer(), capacity=0, cache_dir=tmp_path / "maps")
+    expected = first.get("4")
+    assert (tmp_path / "maps" / "4.png").is_file()
+    producer = _Producer()
+    second = AttentionCache(producer, capacity=4, cache_dir=tmp_path / "maps")
+    assert torch.equal(second.get("4"), expected) and producer.calls == []
+
+
+def test_cache_pickles():
+    cache = AttentionCache(_Producer(), capacity=4)
+    cache.get("1")
+    clone = pickle.loads(pickle.dumps(cache))
+    assert torch.equal(clone.get("1"), cache.get("1"))
+
+
+def test_cache_folder_name_tracks_params_and_files(tmp_path):
+    source = tmp_path / "run1.txt"
+    source.write_text("1,10,10,1,1,100\r\n")
+    name = cache_folder_name("gaze", [source], sigma=None, min_duration=100)
+    assert name == cache_folder_name("gaze", [source], min_duration=100, sigma=None)
+    assert name != cache_folder_name("gaze", [source], sigma=5.0, min_duration=100)
+    stamp = source.stat().st_mtime_ns + 10**9
+    os.utime(source, ns=(stamp, stamp))
+    assert name != cache_folder_name("gaze", [source], sigma=None, min_duration=100)
