@@ -373,6 +373,11 @@ class CUBDataset(Dataset):
         return attention
 
     # ----------------------------------------------------------------- dataset
+    @property
+    def classes(self) -> list[str]:
+        """Class names (torchvision's ``ImageFolder.classes`` name, read by the engine's reports)."""
+        return self.class_names
+
     def __len__(self) -> int:
         return len(self.ids)
 

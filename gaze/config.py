@@ -13,8 +13,8 @@ nanoGPT's configurator rebuilt as functions (DESIGN.md §3, specs/style.md §1.1
 
 Every override is type-checked against the default: the type must be the same, except
 that an int is accepted (and stored as a float) for a float key, a list and a tuple
-stand in for each other (stored as the default's type), and a None default accepts
-anything. A bool key rejects ints and an int key rejects bools. An unknown key is an
+stand in for each other (stored as the default's type), a None default accepts
+anything, and a str key accepts None (an optional path switched off). A bool key rejects ints and an int key rejects bools. An unknown key is an
 error that names the closest known key. ``--help`` prints every key with its default
 and the comment above it.
 """
@@ -143,7 +143,7 @@ def _set_value(config: dict, key: str, value: Any, source: str, raw: str | None 
         hint = "" if raw is not None else " (helper names in config files start with _)"
         raise ConfigError(f"{source}: unknown config key {key!r}{_suggestion(key, config)}{hint}")
     default = config[key]
-    if isinstance(default, str) and raw is not None and not isinstance(value, str):
+    if isinstance(default, str) and raw is not None and not isinstance(value, (str, type(None))):
         value = raw  # --name=123 for a str key means the string "123"
     config[key] = _checked(key, value, default, source)
 
@@ -152,6 +152,8 @@ def _checked(key: str, value: Any, default: Any, source: str) -> Any:
     """Return ``value`` converted to the default's type, or raise ConfigError."""
     if default is None or type(value) is type(default):
         return value
+    if value is None and isinstance(default, str):
+        return None  # --pretrain_path=None: an optional path or name switched off
     if isinstance(default, float) and type(value) is int:
         return float(value)
     if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):

@@ -141,3 +141,24 @@ def overlay_heatmap(
     colours = matplotlib.colormaps[cmap](heatmap)[..., :3] * 255.0  # (H, W, 3)
     blended = (1.0 - alpha) * image[..., :3].astype(np.float32) + alpha * colours
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def plot_attention_panels(
+    image: np.ndarray, heatmaps: dict[str, np.ndarray], title: str, path: str | os.PathLike
+) -> Path:
+    """One row: the image, then each named heatmap as a jet overlay on it (e.g. human gaze, Grad-CAM).
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        heatmaps: panel title -> (h, w) float map in [0, 1] (resized to the image).
+        title: figure title (e.g. id, true and predicted class).
+        path: PNG path, written atomically.
+    """
+    figure, axes = plt.subplots(1, 1 + len(heatmaps), figsize=(3 * (1 + len(heatmaps)), 3.3))
+    panels = [("image", image)] + [(name, overlay_heatmap(image, m)) for name, m in heatmaps.items()]
+    for axis, (name, picture) in zip(axes, panels):
+        axis.imshow(picture)
+        axis.set_title(name, fontsize=9)
+        axis.axis("off")
+    figure.suptitle(title, fontsize=9)
+    return save_figure(figure, path)

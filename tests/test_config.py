@@ -145,3 +145,11 @@ def test_save_config_writes_json_and_copies_files(defaults, tmp_path):
 def test_format_config_one_sorted_line_per_key():
     lines = format_config({"b": 1, "a_long_key": "x"}).splitlines()
     assert lines == ["a_long_key = 'x'", "b          = 1"]
+
+
+def test_none_switches_off_a_str_key_but_not_a_number(tmp_path):
+    defaults = tmp_path / "defaults.py"
+    defaults.write_text("pretrain_path = 'weights.pth'\nbatch_size = 8\n")
+    assert load_config(defaults, ["--pretrain_path=None"])["pretrain_path"] is None
+    with pytest.raises(ConfigError, match="batch_size"):
+        load_config(defaults, ["--batch_size=None"])

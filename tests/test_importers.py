@@ -64,7 +64,7 @@ def test_released_checkpoint_round_trip(tmp_path, name, rename):
     checkpoint = import_checkpoint(path)
     assert checkpoint["model_name"] == name and checkpoint["epoch"] == 12
     assert checkpoint["config"]["backbone"] == "resnet50" and checkpoint["config"]["num_classes"] == 7
-    assert checkpoint["config"]["lr"] == 0.001
+    assert checkpoint["config"]["init_lr"] == 0.001
     ours = tmp_path / "ours.pt"
     torch.save(checkpoint, ours)  # only tensors and primitives: loads with weights_only=True
     assert torch.load(ours, weights_only=True)["model_name"] == name

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -80,12 +80,15 @@ def window_geometry(
     preset: str = "cub",
     n_list: tuple[int, ...] | None = None,
     iou_threshold: float = 0.25,
+    ratios: Sequence[Sequence[Sequence[int]]] | None = None,
+    stride: int | None = None,
 ) -> WindowGeometry:
     """The preset's windows scaled to ``input_size``.
 
     Shapes and stride scale by input_size / reference_size and are rounded (at least 1 px),
     so ``window_geometry(448, 'cub')`` and ``window_geometry(224, 'cxr')`` are exactly the
-    published values.
+    published values. ``ratios`` (groups of (h, w)) and ``stride`` replace the preset's,
+    given in pixels at the preset's reference size (the published config's values).
     """
     if preset not in WINDOW_PRESETS:
         raise ValueError(f"unknown window preset {preset!r}; known: {', '.join(WINDOW_PRESETS)}")
@@ -93,12 +96,13 @@ def window_geometry(
     scale = input_size / spec["reference_size"]
     ratios = tuple(
         tuple((max(1, round(h * scale)), max(1, round(w * scale))) for h, w in group)
-        for group in spec["ratios"]
+        for group in (spec["ratios"] if ratios is None else ratios)
     )
     n_list = tuple(n_list) if n_list is not None else spec["n_list"]
     if len(n_list) != len(ratios):
         raise ValueError(f"n_list {n_list} needs one entry per window group ({len(ratios)})")
-    return WindowGeometry(ratios, max(1, round(spec["stride"] * scale)), n_list, iou_threshold)
+    stride = spec["stride"] if stride is None else stride
+    return WindowGeometry(ratios, max(1, round(stride * scale)), n_list, iou_threshold)
 
 
 class WindowTable(NamedTuple):
@@ -284,6 +288,8 @@ class GAT(Baseline):
         iou_threshold: float = 0.25,
         window_loss_weight: float = 1.0,
         window_loss_from_epoch: int = 2,
+        ratios: Sequence[Sequence[Sequence[int]]] | None = None,
+        stride: int | None = None,
     ) -> None:
         """Args (besides the Baseline ones):
             window_preset: 'cub' (448 px reference, stride 8) or 'cxr' (224 px, stride 2),
@@ -294,9 +300,11 @@ class GAT(Baseline):
             iou_threshold: NMS threshold (0.25, cub_pim §1.3).
             window_loss_weight: weight of the window CE (1 as published).
             window_loss_from_epoch: first 1-based epoch with the window CE (2 as published).
+            ratios, stride: window shapes per group and stride at the preset's reference size,
+                replacing the preset's (the published config's ``ratios`` and ``stride``).
         """
         super().__init__(num_classes, backbone, input_size, pretrained_path, dropout, encoder_only)
-        self.geometry = window_geometry(input_size, window_preset, n_list, iou_threshold)
+        self.geometry = window_geometry(input_size, window_preset, n_list, iou_threshold, ratios, stride)
         self.window_size = window_size or input_size // 2
         self.window_loss_weight = window_loss_weight
         self.window_loss_from_epoch = window_loss_from_epoch

@@ -138,14 +138,13 @@ def released_to_checkpoint(model_name: str, state: dict[str, Tensor], epoch, lr,
     """Wrap a converted state dict as our checkpoint dict (config inferred from the weights)."""
     prefix = "backbone.net." if model_name == "gat" else "image_backbone.net."
     config = {
-        "model": model_name,
+        "model_type": model_name,  # the names of cub/config.py
         "backbone": infer_resnet(state, prefix),
         "num_classes": int(state["classifier.weight"].shape[0]),
-        "input_size": 448,  # cub_pim §1.3
         "imported_from": origin,
     }
     if lr is not None:
-        config["lr"] = float(lr)
+        config["init_lr"] = float(lr)
     return {
         "model": state,
         "optimizer": None,

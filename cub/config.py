@@ -1,0 +1,66 @@
+# CUB-200-2011 + CUB-GHA: defaults of `python cub/train.py` and `python cub/evaluate.py`.
+#
+# Plain assignments only. Override them with files (`python cub/train.py cub/configs/gat_r50.py`)
+# and `--key=value` (`python cub/train.py --model_type=kfn --batch_size=8`); unknown keys are
+# an error that names the closest key. Relative paths are relative to the repository root.
+#
+# These defaults are the embedded CPU demo: the SYNTHETIC CUB-layout dataset of gaze.demo
+# (generated on first use into data/synthetic_cub), EfficientNet-Lite0 with real ImageNet
+# weights at 128 px, a few epochs: it trains and evaluates in minutes on 2 CPU cores. The
+# paper's setting (ResNet-50, 448 px, 150 epochs, real CUB) is cub/configs/gat_r50.py and
+# cub/configs/kfn_r50.py; the published value of every knob is given in its comment
+# (specs: cub_pim.md §1.3).
+
+# --- method
+model_type = 'gat'            # 'gat' | 'kfn' | 'baseline' (published: 'gat')
+backbone = 'tf_efficientnet_lite0'  # any timm name; published: 'resnet50'
+pretrain_path = 'package:efficientnet-lite0'  # ImageNet weights, a local file or package alias; published: './pretrained/resnet50-19c8e357.pth'; None = random init
+GAT_pretrained = None         # KFN: start both branches from this GAT checkpoint (ours or the released best.pth); published: False / '<gat>/best/best.pth'
+dropout = 0.5                 # on the pooled embedding (GAT, baseline: 0.5 as published; KFN uses 0)
+
+# --- data
+root = 'data/synthetic_cub'   # the CUB_200_2011 folder; the default is the synthetic demo, made on first use
+GHA_dir = None                # attention maps <root>/<GHA_dir>/<id>.jpg (published: 'CUB_GHA'; generate_heatmap.py writes 'CUB_GHA/All_Fixation')
+gaze_fixations = 'gaze'       # used when GHA_dir is None: fixation file(s)/folder (relative to root, or absolute) rendered on the fly
+gaze_sigma = None             # on-the-fly maps: Gaussian sd in image pixels (None: 75 screen px seen in the image, see gaze.heatmap)
+gaze_min_duration = 100.0     # on-the-fly maps: drop fixations shorter than this, ms (CUB-GHA README)
+num_classes = 10              # published: 200 (checked against the data)
+val_fraction = 0.1            # validation split carved from the training images (model selection); the published code selected on test
+input_size = 128              # published: 448
+batch_size = 16               # per process (published: 6 for GAT, 8 for KFN)
+workers = 2                   # DataLoader worker processes (published: 8)
+
+# --- optimisation (published: SGD momentum 0.9, lr 1e-3, wd 1e-4, MultiStepLR [50, 100] x0.1, 150 epochs)
+end_epoch = 8                 # published: 150
+optimizer = 'sgd'             # 'sgd' | 'adam' | 'adamw'
+init_lr = 0.01                # published: 1e-3
+momentum = 0.9
+weight_decay = 1e-4
+lr_schedule = 'cosine'        # 'multistep' (published) | 'cosine' | 'constant'
+lr_milestones = [50, 100]     # multistep: epochs after which lr *= lr_decay_rate
+lr_decay_rate = 0.1
+warmup_epochs = 0.0           # linear warm-up, in epochs
+amp = None                    # None | 'bf16' | 'fp16' (CUDA only)
+
+# --- GAT windows (cub_pim.md §1.3-1.5): sizes in px at 448 input, scaled to input_size
+stride = 8                    # window stride (published: 8)
+ratios = [[[246, 269], [269, 246]],                                 # large  (~257^2)
+          [[174, 190], [190, 174], [174, 174], [190, 190]],          # medium (~182^2)
+          [[123, 134], [134, 123], [123, 123], [134, 134]]]          # small  (~128^2); [h, w] px
+N_list = [2, 3, 4]            # windows kept per scale (large, medium, small)
+iou_threshs = [0.25, 0.25, 0.25]  # NMS IoU per scale; one threshold for all scales is supported (the paper's are equal)
+window_side = None            # side of the resized window crops; None: input_size // 2 (224 at 448 as published; the published key of this name was unused)
+window_loss_from_epoch = 2    # the window CE joins the loss from this epoch (published: 2)
+
+# --- run
+model_path = 'runs/cub'       # run directory = model_path/model_name (published: './checkpoint')
+model_name = 'gat_demo'       # published: 'gat'
+device = 'auto'               # 'auto' (cuda > mps > cpu) | 'cpu' | 'cuda' | 'cuda:1' | 'mps'
+seed = 1142                   # published: 1142
+resume = True                 # continue from <run>/ckpt_last.pt when present
+log_interval = 20             # steps between log lines when not on a terminal
+cam_images = 6                # Grad-CAM panels (image, human attention, model CAM) written for this many test images
+
+# --- evaluation (cub/evaluate.py)
+checkpoint = None             # checkpoint to evaluate (ours or a released best.pth); None: <model_path>/<model_name>/ckpt_best.pt
+eval_dir = None               # where evaluate.py writes; None: <checkpoint folder>/evaluation

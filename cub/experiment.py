@@ -1,0 +1,140 @@
+"""Build a CUB experiment from its config: paths, data, loaders, model, run directory.
+
+Shared by ``cub/train.py`` and ``cub/evaluate.py``; every function takes the plain config
+dict of ``cub/config.py`` (after overrides).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from torch.utils.data import DataLoader
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CUB_DIR = REPO_ROOT / "cub"
+MODEL_TYPES = ("gat", "kfn", "baseline")
+
+from cub.dataset import CUBDataset  # noqa: E402
+from gaze.config import ConfigError, load_config  # noqa: E402
+from gaze.demo import MARKER_NAME, ensure_synthetic_cub  # noqa: E402
+from gaze.models import create_model  # noqa: E402
+from gaze.transforms import build_transforms  # noqa: E402
+
+
+def resolve_path(path: str | None) -> Path | None:
+    """A config path: ``~`` expanded, relative paths taken from the repository root."""
+    if path is None:
+        return None
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def load_cub_config(argv: list[str] | None = None) -> dict[str, Any]:
+    """``cub/config.py`` + override files + ``--key=value`` from ``argv``; values checked."""
+    config = load_config(CUB_DIR / "config.py", sys.argv[1:] if argv is None else argv)
+    if config["model_type"] not in MODEL_TYPES:
+        raise ConfigError(f"model_type={config['model_type']!r}: expected one of {', '.join(MODEL_TYPES)}")
+    if len(set(config["iou_threshs"])) != 1:
+        raise ConfigError(f"iou_threshs={config['iou_threshs']}: one threshold for all scales is supported")
+    if len(config["N_list"]) != len(config["ratios"]):
+        raise ConfigError(f"N_list={config['N_list']} needs one entry per group of ratios ({len(config['ratios'])})")
+    return config
+
+
+def data_root(config: dict[str, Any]) -> Path:
+    """The CUB_200_2011 folder; a ``synthetic*`` folder without a finished demo is generated."""
+    root = resolve_path(config["root"])
+    if root.name.startswith("synthetic") and not (root / MARKER_NAME).is_file():
+        ensure_synthetic_cub(root, num_classes=config["num_classes"])
+    if not (root / "images.txt").is_file():
+        raise FileNotFoundError(
+            f"root={config['root']!r} ({root}) holds no images.txt: point root at the CUB_200_2011 folder "
+            "(python cub/train.py --root=/path/to/CUB_200_2011 --num_classes=200), or at a folder named "
+            "synthetic* to generate the synthetic demo there"
+        )
+    return root
+
+
+def gaze_source(config: dict[str, Any]) -> dict[str, Any]:
+    """The dataset's ``gaze`` option: CUB-GHA maps (``GHA_dir``) or fixations rendered on the fly."""
+    if config["GHA_dir"] is not None:
+        return {"dir": config["GHA_dir"]}
+    if config["gaze_fixations"] is None:
+        raise ConfigError("set GHA_dir (a folder of CUB-GHA maps) or gaze_fixations (fixation files)")
+    return {
+        "fixations": config["gaze_fixations"],
+        "sigma": config["gaze_sigma"],
+        "min_duration": config["gaze_min_duration"],
+    }
+
+
+def build_dataset(config: dict[str, Any], root: Path, split: str, with_gaze: bool) -> CUBDataset:
+    """One split of the CUB folder ``root`` with the training or evaluation transform."""
+    train = split in ("train", "trainval")
+    return CUBDataset(
+        root,
+        split=split,
+        transform=build_transforms(train=train, input_size=config["input_size"]),
+        gaze=gaze_source(config) if with_gaze else None,
+        val_fraction=config["val_fraction"],
+        seed=config["seed"],
+        num_classes=config["num_classes"],
+    )
+
+
+def needs_gaze(config: dict[str, Any], split: str) -> bool:
+    """GAT reads attention only while training (windows); KFN always; the baseline never."""
+    return config["model_type"] == "kfn" or (config["model_type"] == "gat" and split == "train")
+
+
+def build_loaders(config: dict[str, Any]) -> dict[str, DataLoader]:
+    """train (shuffled), val and test loaders of ``batch_size`` images per process."""
+    root = data_root(config)
+    loaders = {}
+    for split in ("train", "val", "test"):
+        dataset = build_dataset(config, root, split, needs_gaze(config, split))
+        loaders[split] = DataLoader(
+            dataset,
+            batch_size=config["batch_size"],
+            shuffle=split == "train",
+            num_workers=config["workers"],
+            persistent_workers=False,
+        )
+    return loaders
+
+
+def build_model(config: dict[str, Any]) -> nn.Module:
+    """The configured model (see ``gaze.models``) with the published knobs mapped to kwargs."""
+    kwargs: dict[str, Any] = dict(
+        num_classes=config["num_classes"],
+        backbone=config["backbone"],
+        input_size=config["input_size"],
+        pretrained_path=config["pretrain_path"] and _weights_path(config["pretrain_path"]),
+    )
+    if config["model_type"] in ("gat", "baseline"):
+        kwargs["dropout"] = config["dropout"]
+    if config["model_type"] == "gat":
+        kwargs.update(
+            n_list=tuple(config["N_list"]),
+            iou_threshold=config["iou_threshs"][0],
+            ratios=config["ratios"],
+            stride=config["stride"],
+            window_size=config["window_side"],
+            window_loss_from_epoch=config["window_loss_from_epoch"],
+        )
+    if config["model_type"] == "kfn" and config["GAT_pretrained"]:
+        kwargs["gat_checkpoint"] = str(resolve_path(config["GAT_pretrained"]))
+    return create_model(config["model_type"], **kwargs)
+
+
+def _weights_path(path: str) -> str:
+    """Package aliases ('package:...') pass through; files resolve like other paths."""
+    return path if path.startswith("package:") else str(resolve_path(path))
+
+
+def run_dir(config: dict[str, Any]) -> Path:
+    """``model_path/model_name`` (the published save directory), e.g. runs/cub/gat."""
+    return resolve_path(config["model_path"]) / config["model_name"]
