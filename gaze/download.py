@@ -64,6 +64,13 @@ def _quiet(message: str) -> None:
     """A log function that says nothing."""
 
 
+def _matches(actual: str, expected: str) -> bool:
+    """A full digest must be equal; a prefix (>= 8 hex digits) must start the digest."""
+    if len(expected) < 8:
+        raise ValueError(f"SHA-256 {expected!r}: give the full digest or at least its first 8 hex digits")
+    return actual.startswith(expected) if len(expected) < 64 else actual == expected
+
+
 def download_file(
     url: str,
     dest: str | os.PathLike,
@@ -79,8 +86,9 @@ def download_file(
     Args:
         url: http(s) or file URL.
         dest: target file; its folder is created.
-        sha256: expected hex digest; None skips verification (an existing file is then
-            always kept unless ``force``).
+        sha256: expected hex digest, or its first >= 8 hex digits (the torch.hub file-name
+            convention, e.g. ``resnet50-19c8e357.pth``); None skips verification (an
+            existing file is then always kept unless ``force``).
         force: fetch even when ``dest`` already has the expected hash.
         timeout: seconds a connection or read may stall.
         progress: show a tqdm bar; None shows one when stderr is a terminal.
@@ -100,13 +108,13 @@ def download_file(
             log(f"{dest}: present (no SHA-256 to check), not fetched again")
             return False
         actual = sha256_of(dest)
-        if actual == expected:
+        if _matches(actual, expected):
             log(f"{dest}: present, SHA-256 matches, not fetched again")
             return False
         log(f"{dest}: present but SHA-256 is {actual}, expected {expected}; fetching again")
     with atomic_path(dest) as temporary:
         actual = _fetch(url, temporary, dest, expected, timeout, progress)
-        if expected is not None and actual != expected:
+        if expected is not None and not _matches(actual, expected):
             raise DownloadError(
                 f"{dest}: download from {url} is corrupt: SHA-256 {actual}, expected "
                 f"{expected} ({temporary.stat().st_size:,} bytes received); nothing was written"

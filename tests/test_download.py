@@ -224,3 +224,15 @@ def test_command_line_success_and_failure(server, real_bytes, tmp_path, capsys):
     error = capsys.readouterr().err
     assert "Fixation_run1.txt" in error and CUB_GHA_SHA256["Fixation_run1.txt"] in error
     assert list((tmp_path / "bad").iterdir()) == []
+
+
+def test_a_torch_hub_digest_prefix_is_checked(tmp_path):
+    source = tmp_path / "weights.bin"
+    source.write_bytes(b"weights")
+    digest = hashlib.sha256(b"weights").hexdigest()
+    assert download_file(source.as_uri(), tmp_path / "ok.bin", digest[:8], log=None)
+    with pytest.raises(DownloadError, match="corrupt"):
+        download_file(source.as_uri(), tmp_path / "bad.bin", "0" * 8, log=None)
+    assert not (tmp_path / "bad.bin").exists()
+    with pytest.raises(ValueError, match="8 hex"):
+        download_file(source.as_uri(), tmp_path / "short.bin", digest[:4], log=None)

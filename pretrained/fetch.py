@@ -1,0 +1,55 @@
+"""Fetch pretrained weights into pretrained/, verifying SHA-256 (see pretrained/README.md).
+
+    python pretrained/fetch.py resnet50        # the torchvision ImageNet ResNet-50 the papers use
+    python pretrained/fetch.py --list
+
+Nothing in the project downloads weights at train time: configs name a local file
+(``pretrain_path``), or a package alias such as ``package:efficientnet-lite0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gaze.download import DownloadError, download_file
+
+HERE = Path(__file__).resolve().parent
+
+#: name -> (URL, SHA-256 or its torch.hub prefix, licence, what it is).
+WEIGHTS = {
+    "resnet50": (
+        "https://download.pytorch.org/models/resnet50-19c8e357.pth",
+        "19c8e357",  # torch.hub convention: the file name carries the digest's first 8 hex digits
+        "BSD-3-Clause (torchvision)",
+        "torchvision ImageNet ResNet-50 v1 weights, pretrain_path of CUB-GHA GAT (cub_pim.md §1.3)",
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help=f"weights to fetch: {', '.join(WEIGHTS)}")
+    parser.add_argument("--list", action="store_true", help="list the known weights")
+    args = parser.parse_args(argv)
+    if args.list or not args.names:
+        for name, (url, digest, licence, about) in WEIGHTS.items():
+            print(f"{name}: {about}\n  {url}\n  sha256 {digest}..., licence {licence}")
+        return 0
+    unknown = [n for n in args.names if n not in WEIGHTS]
+    if unknown:
+        print(f"error: unknown weights {unknown}; known: {', '.join(WEIGHTS)}", file=sys.stderr)
+        return 2
+    for name in args.names:
+        url, digest, _, _ = WEIGHTS[name]
+        try:
+            download_file(url, HERE / url.rsplit("/", 1)[1], digest)
+        except DownloadError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
