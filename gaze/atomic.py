@@ -2,39 +2,37 @@
 
 A killed process leaves either the old file or the new one, never half a file; the
 temporary name starts with ``.`` and ends with ``.tmp`` so stray ones are easy to spot.
+Temporary names carry the process id and a counter, so concurrent writers (processes or
+threads) never share one, and a file is created with the mode ``open()`` would give.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+_counter = itertools.count()  # next() is atomic under the GIL
 
 
-_UMASK = _read_umask()  # read once: os.umask is process-wide and not thread-safe to probe
+def _temporary_beside(path: str) -> str:
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.{os.getpid()}.{next(_counter)}.tmp")
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
 
-    The parent folder is created. On any exception the temporary file is removed and the
-    target is left untouched.
+    The parent folder is created. The block creates the temporary file (e.g. a library's
+    ``save(temporary)``). On any exception it is removed and the target is left untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    temporary = Path(temporary)
-    os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would
+    temporary = Path(_temporary_beside(str(path)))
     try:
         yield temporary
         os.replace(temporary, path)
@@ -44,6 +42,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as temporary:
-        temporary.write_bytes(data)
+    """Write ``data`` to ``path`` atomically; the parent folder is created when missing.
+
+    One open, one write, one rename: cheap enough for the 11,788 maps of a CUB-GHA build.
+    """
+    path = os.fspath(path)
+    temporary = _temporary_beside(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC  # a stale name from a dead pid is reused
+    try:
+        handle = os.open(temporary, flags, 0o666)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        handle = os.open(temporary, flags, 0o666)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise

@@ -460,8 +460,12 @@ def merge_nearest(record: FixationRecord, max_fixations: int = 7, compat: bool =
     find the pair (i, j), i < j, at the smallest Euclidean distance (first in row-major order
     on ties), move i to the pair's midpoint (x, y and duration), delete j.
 
+    Distances and midpoints are taken in screen pixels when the record has them (the
+    display layout, as the published script does) and in image pixels otherwise; image
+    positions of a display record follow from the merged screen positions.
+
     Args:
-        record: fixations of one image (image coordinates; display positions are dropped).
+        record: fixations of one image.
         max_fixations: N of the recipe (7 in the published script).
         compat: reproduce the published script exactly: integer (floored) midpoints; every
             zero of the full distance matrix, its diagonal included, is replaced by the
@@ -473,7 +477,10 @@ def merge_nearest(record: FixationRecord, max_fixations: int = 7, compat: bool =
     """
     if max_fixations < 1:
         raise ValueError(f"max_fixations must be >= 1, got {max_fixations}")
-    x, y, duration = record.x.copy(), record.y.copy(), record.duration.copy()
+    on_screen = record.display_x is not None and record.display is not None
+    x = (record.display_x if on_screen else record.x).astype(np.float64)  # copies
+    y = (record.display_y if on_screen else record.y).astype(np.float64)
+    duration = record.duration.astype(np.float64)
     keep = np.ones(len(x), dtype=bool)
     while keep.sum() > max_fixations:
         alive = np.flatnonzero(keep)
@@ -491,7 +498,11 @@ def merge_nearest(record: FixationRecord, max_fixations: int = 7, compat: bool =
             equal = (x[alive] == x[j]) & (y[alive] == y[j]) & (duration[alive] == duration[j])
             j = alive[np.argmax(equal)]
         keep[j] = False
-    merged = replace(record, x=x, y=y, duration=duration, display_x=None, display_y=None)
+    if on_screen:
+        image_x, image_y = display_to_image(x, y, record.display, record.width, record.height)
+        merged = replace(record, x=image_x, y=image_y, duration=duration, display_x=x, display_y=y)
+    else:
+        merged = replace(record, x=x, y=y, duration=duration)
     return merged.subset(keep)
 
 

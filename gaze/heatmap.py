@@ -15,6 +15,7 @@ size is given (DESIGN.md §2). Two recipes:
 
 from __future__ import annotations
 
+import io
 import os
 from collections import defaultdict
 from typing import Iterator, Sequence
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gaze.atomic import atomic_path
+from gaze.atomic import atomic_write_bytes
 from gaze.fixations import SCREEN_HEIGHT, SCREEN_WIDTH, FixationRecord
 
 #: sd of the published Gaussian, in screen pixels (cub_pim.md §1.10).
@@ -158,14 +159,27 @@ def render_single_fixation_maps(
 ) -> torch.Tensor:
     """One unweighted, min-max normalised map per fixation (single-fixation mode).
 
+    Each map is the outer product of its two 1-D profiles, so its minimum and maximum are
+    the products of the profiles' (all factors are >= 0): no reduction over the maps.
+
     Returns:
         (N, H, W) float32 maps in [0, 1], in fixation order.
     """
-    singles = [record.subset(np.array([k])) for k in range(len(record))]
-    if not singles:
-        height, width = size or (record.height, record.width)
+    height, width = size or (record.height, record.width)
+    if len(record) == 0:
         return torch.zeros(0, height, width, device=device)
-    return _render_batch(singles, size or (record.height, record.width), sigma, False, device)
+    scale_x, scale_y = width / record.width, height / record.height
+    sd = screen_fit_sigma(record.width, record.height) if sigma is None else float(sigma)
+    x = (torch.from_numpy(np.asarray(record.x, dtype=np.float64)) + 0.5) * scale_x - 0.5
+    y = (torch.from_numpy(np.asarray(record.y, dtype=np.float64)) + 0.5) * scale_y - 0.5
+    sds = torch.tensor([sd], dtype=torch.float64)
+    profiles_x = gaussian_profiles(x[None].to(device, torch.float32), width, (sds * scale_x).to(device, torch.float32))[0]
+    profiles_y = gaussian_profiles(y[None].to(device, torch.float32), height, (sds * scale_y).to(device, torch.float32))[0]
+    low = profiles_y.amin(1) * profiles_x.amin(1)
+    span = profiles_y.amax(1) * profiles_x.amax(1) - low
+    span = torch.where(span > 0, span, torch.inf)
+    maps = profiles_y[:, :, None] * profiles_x[:, None, :]  # (N, H, W)
+    return maps.sub_(low[:, None, None]).div_(span[:, None, None])
 
 
 def drop_last_fixation(record: FixationRecord) -> FixationRecord:
@@ -249,23 +263,32 @@ def render_display_heatmap(record: FixationRecord, compat: bool = False) -> torc
 
 
 def heatmap_to_uint8(heatmap: torch.Tensor | np.ndarray) -> np.ndarray:
-    """(H, W) map in [0, 1] -> 8-bit grey array, rounded to the nearest level."""
-    values = torch.as_tensor(heatmap).detach().cpu()
-    return (values * 255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+    """(H, W) map in [0, 1] -> 8-bit grey array: x255 in float32, rounded half to even, clipped."""
+    values = heatmap.detach().cpu().numpy() if isinstance(heatmap, torch.Tensor) else np.asarray(heatmap)
+    levels = np.multiply(values, np.float32(255.0), dtype=np.float32)  # in place below: no temporaries
+    np.rint(levels, out=levels)
+    np.clip(levels, 0, 255, out=levels)
+    return levels.astype(np.uint8)
 
 
-def save_heatmap(path: str | os.PathLike, heatmap: torch.Tensor | np.ndarray, quality: int = 75) -> None:
-    """Write a map as an 8-bit grey image (JPEG by default, PNG by suffix), atomically.
+def encode_heatmap(heatmap: torch.Tensor | np.ndarray, file_format: str = "JPEG", quality: int = 75) -> bytes:
+    """A map as the bytes of an 8-bit grey JPEG (``quality``) or PNG file.
 
     ``quality`` 75 is PIL's default, which the published CUB-GHA JPEGs were saved with.
     """
-    image = Image.fromarray(heatmap_to_uint8(heatmap), mode="L")
-    with atomic_path(path) as temporary:
-        suffix = os.path.splitext(str(path))[1].lower()
-        if suffix == ".png":
-            image.save(temporary, format="PNG")
-        else:
-            image.save(temporary, format="JPEG", quality=quality)
+    buffer = io.BytesIO()
+    image = Image.fromarray(heatmap_to_uint8(heatmap))  # (H, W) uint8 -> mode L
+    if file_format.upper() == "PNG":
+        image.save(buffer, format="PNG")
+    else:
+        image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def save_heatmap(path: str | os.PathLike, heatmap: torch.Tensor | np.ndarray, quality: int = 75) -> None:
+    """Write a map as an 8-bit grey image (JPEG, or PNG by the ``.png`` suffix), atomically."""
+    is_png = os.path.splitext(str(path))[1].lower() == ".png"
+    atomic_write_bytes(path, encode_heatmap(heatmap, "PNG" if is_png else "JPEG", quality))
 
 
 def load_heatmap(path: str | os.PathLike, size: tuple[int, int] | None = None) -> torch.Tensor:

@@ -126,3 +126,20 @@ def test_worker_processes_give_the_same_maps(real_runs_dir, tmp_path):
     assert one.maps_written == two.maps_written == 40
     for path in (tmp_path / "one" / "All_Fixation").glob("*.jpg"):
         assert path.read_bytes() == (tmp_path / "two" / "All_Fixation" / path.name).read_bytes()
+
+
+def test_single_fixation_maps_from_the_display_layout(tmp_path):
+    """Display-layout fixations are merged on the screen and rendered with the published recipe."""
+    gaze_file = tmp_path / "Fixation.txt"
+    # A 200x100 image shown as 800x400 at (560, 340); 9 fixations of >= 350 ms merge down to 7.
+    triples = [(600 + 80 * k, 400 + 30 * (k % 3), 400) for k in range(9)]
+    gaze_file.write_text("5,200,100,800,400,560,340," + ",".join(f"{x},{y},{d}" for x, y, d in triples) + "\r\n")
+    assert run_cli("--gaze_file_path", gaze_file, "--CUB_GHA_save_path", tmp_path / "out", "--single_fixation") == 0
+    maps = sorted((tmp_path / "out" / "Single_Fixation" / "5").glob("*.jpg"))
+    assert len(maps) == 7
+    first = np.asarray(Image.open(maps[0]), dtype=float)
+    assert first.shape == (100, 200)
+    # Fixations 0 and 1 are the closest pair (first in row-major order): merged on the screen
+    # at (640, 415), which is image ((640-560)/4, (415-340)/4) = (20, 18.75).
+    row, col = np.unravel_index(first.argmax(), first.shape)
+    assert abs(col - 20) <= 1 and abs(row - 18.75) <= 1

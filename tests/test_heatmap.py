@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+import gaze.atomic
 import torch
 from PIL import Image
 
@@ -384,13 +386,25 @@ def test_heatmap_to_uint8_rounds_and_clips():
 
 
 def break_pil_save(monkeypatch) -> None:
-    """Make PIL write half a file and then fail."""
+    """Make the file write put half the bytes on disk and then fail."""
+    real_fdopen = os.fdopen
 
-    def save(self, fp, *args, **kwargs):
-        Path(fp).write_bytes(b"partial")
-        raise OSError("disk full")
+    class HalfWriter:
+        def __init__(self, handle, mode):
+            self.file = real_fdopen(handle, mode)
 
-    monkeypatch.setattr(Image.Image, "save", save)
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+        def write(self, data):
+            self.file.write(data[: len(data) // 2])
+            self.file.flush()
+            raise OSError("disk full")
+
+    monkeypatch.setattr(gaze.atomic.os, "fdopen", HalfWriter)
 
 
 @pytest.mark.parametrize("name", ["1.jpg", "1.png"])
