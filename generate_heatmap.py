@@ -21,11 +21,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
+from gaze.data import load_rgb_image, read_id_table
 from gaze.fixations import FixationFormatError, merge_by_image, read_fixations
 from gaze.gha import ALL_DIR, SINGLE_DIR, BuildOptions, OptionsMismatchError, build_gha
-from gaze.heatmap import drop_last_fixation
+from gaze.heatmap import drop_last_fixation, load_heatmap
+from gaze.plots import overlay_heatmap, save_image
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -109,6 +112,38 @@ def load_records(args: argparse.Namespace) -> tuple[dict, int]:
     return records, len(result.skipped)
 
 
+def read_cub_images(cub_dir: Path) -> dict[str, Path] | None:
+    """{id: photo path} from ``images.txt`` of a CUB_200_2011 folder, or None when absent."""
+    images_file = cub_dir / "images.txt"
+    if not images_file.is_file():
+        return None
+    rows = read_id_table(images_file, 2, last_is_rest=True)
+    return {str(i): cub_dir / "images" / row.fields[0].strip() for i, row in rows.items()}
+
+
+def report_id_match(records: dict, photos: dict[str, Path]) -> None:
+    """Say how many gaze ids are not in images.txt and how many images have no gaze."""
+    no_photo = sorted(records.keys() - photos.keys(), key=str)
+    no_gaze = len(photos.keys() - records.keys())
+    if no_photo or no_gaze:
+        print(f"warning: {len(no_photo)} gaze ids are not in images.txt (e.g. {', '.join(no_photo[:5])}); "
+              f"{no_gaze} images of images.txt have no gaze", file=sys.stderr)
+
+
+def write_overlays(records: dict, photos: dict[str, Path], save_path: Path, single: bool) -> int:
+    """Jet overlays of the written maps on the CUB photos: ``<save>/Overlay/<same relative path>``."""
+    folder = save_path / (SINGLE_DIR if single else ALL_DIR)
+    written = 0
+    for image_id in tqdm(sorted(records.keys() & photos.keys(), key=str), unit="img", desc="overlays", disable=None):
+        photo = np.asarray(load_rgb_image(photos[image_id]))
+        maps = sorted((folder / image_id).glob("*.jpg")) if single else [folder / f"{image_id}.jpg"]
+        for map_path in filter(Path.is_file, maps):
+            overlay = overlay_heatmap(photo, load_heatmap(map_path, size=photo.shape[:2]).numpy())
+            save_image(save_path / "Overlay" / map_path.relative_to(folder), overlay)
+            written += 1
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
@@ -123,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         overwrite=args.overwrite,
     )
     save_path = Path(args.CUB_GHA_save_path)
+    photos = read_cub_images(Path(args.CUB_dir_path))
+    if photos is not None:
+        report_id_match(records, photos)
+    elif args.overlay:
+        print(f"error: --overlay needs the CUB photos: {args.CUB_dir_path}/images.txt not found "
+              "(set --CUB_dir_path)", file=sys.stderr)
+        return 1
     try:
         with tqdm(total=len(records), unit="img", desc="CUB-GHA", disable=None) as bar:
             summary = build_gha(records.values(), save_path, options, workers=args.workers, progress=bar.update)
@@ -135,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary.images_done_before} already done, {skipped_lines} bad lines skipped, "
         f"{time.perf_counter() - start:.1f} s"
     )
+    if args.overlay:
+        count = write_overlays(records, photos, save_path, args.single_fixation)
+        print(f"{count} overlays written to {save_path / 'Overlay'}")
     if summary.images_without_fixations:
         print(f"note: {summary.images_without_fixations} images had no fixation left after the "
               f"{options.effective_min_duration:g} ms filter (all-zero maps)", file=sys.stderr)

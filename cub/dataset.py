@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -13,9 +12,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from gaze.data import AttentionCache, cache_folder_name, load_rgb_image, stratified_split
+from gaze.data import (
+    AttentionCache,
+    IdRow,
+    TableFormatError,
+    cache_folder_name,
+    load_rgb_image,
+    read_id_table,
+    stratified_split,
+)
 from gaze.fixations import (
-    FixationRecord,
     filter_by_duration,
     list_fixation_files,
     merge_by_image,
@@ -43,47 +49,11 @@ GAZE_DEFAULTS = {
 }
 
 
-class CUBFormatError(ValueError):
-    """A malformed or inconsistent CUB metadata file; the message names file:line."""
-
-
-@dataclass
-class _Row:
-    line: int
-    fields: list[str]
-
-
-def _read_table(path: Path, num_fields: int, last_is_rest: bool = False) -> dict[int, _Row]:
-    """Read a whitespace-separated ``<id> ...`` table into {id: row}; errors name file:line.
-
-    Args:
-        path: the text file (missing file is an error).
-        num_fields: fields per line, id included.
-        last_is_rest: the last field takes the rest of the line (paths with spaces).
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: CUB metadata file not found")
-    rows: dict[int, _Row] = {}
-    for line_no, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        fields = line.split(maxsplit=num_fields - 1) if last_is_rest else line.split()
-        if len(fields) != num_fields:
-            raise CUBFormatError(
-                f"{path}:{line_no}: expected {num_fields} fields, got {len(fields)}: {line!r}"
-            )
-        try:
-            image_id = int(fields[0])
-        except ValueError:
-            raise CUBFormatError(f"{path}:{line_no}: id {fields[0]!r} is not an integer") from None
-        if image_id in rows:
-            raise CUBFormatError(f"{path}:{line_no}: id {image_id} already on line {rows[image_id].line}")
-        rows[image_id] = _Row(line_no, fields[1:])
-    return rows
+CUBFormatError = TableFormatError  # a malformed or inconsistent CUB metadata file (file:line)
 
 
 def _int_field(
-    path: Path, row: _Row, index: int, allowed: Sequence[int] | None = None, minimum: int | None = None
+    path: Path, row: IdRow, index: int, allowed: Sequence[int] | None = None, minimum: int | None = None
 ) -> int:
     text = row.fields[index]
     try:
@@ -211,9 +181,9 @@ class CUBDataset(Dataset):
         images_file = self.root / "images.txt"
         labels_file = self.root / "image_class_labels.txt"
         split_file = self.root / "train_test_split.txt"
-        images = _read_table(images_file, 2, last_is_rest=True)
-        label_rows = _read_table(labels_file, 2)
-        split_rows = _read_table(split_file, 2)
+        images = read_id_table(images_file, 2, last_is_rest=True)
+        label_rows = read_id_table(labels_file, 2)
+        split_rows = read_id_table(split_file, 2)
         ids = set(images)
         _check_same_ids(images_file, ids, labels_file, set(label_rows))
         _check_same_ids(images_file, ids, split_file, set(split_rows))
@@ -234,7 +204,7 @@ class CUBDataset(Dataset):
         largest = int(labels.max()) + 1 if len(labels) else 0
         if not path.is_file():
             return [f"class_{k + 1:03d}" for k in range(largest)]
-        rows = _read_table(path, 2, last_is_rest=True)
+        rows = read_id_table(path, 2, last_is_rest=True)
         if sorted(rows) != list(range(1, len(rows) + 1)):
             raise CUBFormatError(f"{path}: class ids must be 1..{len(rows)} without gaps")
         if largest > len(rows):
@@ -261,7 +231,7 @@ class CUBDataset(Dataset):
         path = self.root / "bounding_boxes.txt"
         if not path.is_file():
             return None
-        rows = _read_table(path, 5)
+        rows = read_id_table(path, 5)
         boxes = np.zeros((len(chosen), 4), dtype=np.float32)
         for k, image_id in enumerate(all_ids[chosen]):
             row = rows.get(int(image_id))

@@ -47,6 +47,7 @@ from tqdm import tqdm
 
 from gaze import saliency
 from gaze.atomic import atomic_path
+from gaze.data import IdRow, TableFormatError, read_id_table
 from gaze.fixations import FixationRecord, filter_by_duration, merge_by_image, read_fixations
 from gaze.heatmap import gaussian_profiles, normalize_min_max, render_heatmaps, screen_fit_sigma
 from gaze.logging import stderr_is_interactive
@@ -361,40 +362,28 @@ def read_class_labels(path: str | os.PathLike) -> pd.DataFrame:
 
     Class names are taken from ``classes.txt`` (``<class_id> <NNN.Name>``) beside it when
     present, without the ``NNN.`` prefix (as :mod:`cub.dataset` names them); else the class
-    id is the name.
+    id is the name. Malformed lines are errors naming file:line (:func:`gaze.data.read_id_table`).
 
     Returns:
         DataFrame indexed by image id (str) with columns ``class_id`` (int), ``class_name``.
     """
     path = Path(path)
-    labels = _read_pairs(path, "image_id", "class_id")
-    labels["class_id"] = _as_int(labels["class_id"], path)
+    labels = {str(i): _class_id(path, row) for i, row in read_id_table(path, 2).items()}
     names_file = path.with_name("classes.txt")
+    names = {}
     if names_file.is_file():
-        names = _read_pairs(names_file, "class_id", "class_name")
-        names = names.assign(class_id=_as_int(names["class_id"], names_file))
-        by_id = names.set_index("class_id")["class_name"].str.split(".", n=1).str[-1]
-        labels["class_name"] = labels["class_id"].map(by_id).fillna(labels["class_id"].astype(str))
-    else:
-        labels["class_name"] = labels["class_id"].astype(str)
-    return labels.set_index("image_id")
+        names = {i: row.fields[0].split(".", 1)[-1] for i, row in read_id_table(names_file, 2, last_is_rest=True).items()}
+    frame = pd.DataFrame({"class_id": pd.Series(labels, dtype="int64")})
+    frame["class_name"] = [names.get(c, str(c)) for c in frame["class_id"]]
+    frame.index.name = "image_id"
+    return frame
 
 
-def _read_pairs(path: Path, key: str, value: str) -> pd.DataFrame:
-    """Two whitespace-separated columns; a line without two fields is an error naming it."""
-    rows = [line.split(maxsplit=1) for line in path.read_text().splitlines()]
-    for number, fields in enumerate(rows, start=1):
-        if len(fields) != 2:
-            raise ValueError(f"{path}:{number}: expected '<{key}> <{value}>', got {' '.join(fields)!r}")
-    return pd.DataFrame(rows, columns=[key, value]).assign(**{value: lambda f: f[value].str.strip()})
-
-
-def _as_int(column: pd.Series, path: Path) -> pd.Series:
-    numbers = pd.to_numeric(column, errors="coerce")
-    if numbers.isna().any():
-        line = int(np.flatnonzero(numbers.isna().to_numpy())[0]) + 1
-        raise ValueError(f"{path}:{line}: class id {column.iloc[line - 1]!r} is not an integer")
-    return numbers.astype(np.int64)
+def _class_id(path: Path, row: IdRow) -> int:
+    try:
+        return int(row.fields[0])
+    except ValueError:
+        raise TableFormatError(f"{path}:{row.line}: class id {row.fields[0]!r} is not an integer") from None
 
 
 def plot_agreement(frame: pd.DataFrame, path: str | os.PathLike, title: str = "") -> None:

@@ -10,6 +10,7 @@ import os
 import threading
 import warnings
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -23,6 +24,49 @@ from gaze.heatmap import heatmap_to_uint8, load_heatmap, save_heatmap
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
 #: Bytes at the end of a JPEG searched for the end-of-image marker (trailing junk allowed).
 _JPEG_TAIL_BYTES = 4096
+
+
+class TableFormatError(ValueError):
+    """A malformed or inconsistent metadata table; the message names file:line."""
+
+
+@dataclass
+class IdRow:
+    """One line of an id table: its 1-based line number and the fields after the id."""
+
+    line: int
+    fields: list[str]
+
+
+def read_id_table(path: str | os.PathLike, num_fields: int, last_is_rest: bool = False) -> dict[int, IdRow]:
+    """Read a whitespace-separated ``<int id> ...`` table (CUB ``images.txt`` style) into {id: row}.
+
+    Blank lines are skipped; a wrong field count, a non-integer or repeated id is a
+    :class:`TableFormatError` naming file:line.
+
+    Args:
+        path: the text file (a missing file is a FileNotFoundError naming it).
+        num_fields: fields per line, id included.
+        last_is_rest: the last field takes the rest of the line (paths with spaces).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: metadata file not found")
+    rows: dict[int, IdRow] = {}
+    for line_no, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split(maxsplit=num_fields - 1) if last_is_rest else line.split()
+        if len(fields) != num_fields:
+            raise TableFormatError(f"{path}:{line_no}: expected {num_fields} fields, got {len(fields)}: {line!r}")
+        try:
+            image_id = int(fields[0])
+        except ValueError:
+            raise TableFormatError(f"{path}:{line_no}: id {fields[0]!r} is not an integer") from None
+        if image_id in rows:
+            raise TableFormatError(f"{path}:{line_no}: id {image_id} already on line {rows[image_id].line}")
+        rows[image_id] = IdRow(line_no, fields[1:])
+    return rows
 
 
 class ImageLoadError(OSError):

@@ -143,3 +143,28 @@ def test_single_fixation_maps_from_the_display_layout(tmp_path):
     # at (640, 415), which is image ((640-560)/4, (415-340)/4) = (20, 18.75).
     row, col = np.unravel_index(first.argmax(), first.shape)
     assert abs(col - 20) <= 1 and abs(row - 18.75) <= 1
+
+
+def test_overlay_on_cub_photos(tmp_path):
+    """--overlay blends each map on its photo (found through images.txt); a grey photo works too."""
+    cub = tmp_path / "CUB_200_2011"
+    (cub / "images" / "001.Synthetic").mkdir(parents=True)
+    Image.new("L", (120, 90), 200).save(cub / "images" / "001.Synthetic" / "a.jpg")
+    (cub / "images.txt").write_text("7 001.Synthetic/a.jpg\n8 001.Synthetic/missing.jpg\n")
+    gaze_file = tmp_path / "Fixation.txt"
+    gaze_file.write_text("7,120,90,100,45,900\r\n")
+    assert run_cli("--gaze_file_path", gaze_file, "--CUB_GHA_save_path", tmp_path / "out",
+                   "--CUB_dir_path", cub, "--overlay") == 0
+    overlay = np.asarray(Image.open(tmp_path / "out" / "Overlay" / "7.jpg"), dtype=float)
+    assert overlay.shape == (90, 120, 3)
+    red, blue = overlay[..., 0], overlay[..., 2]
+    assert red[45, 100] > red[45, 5] + 60  # jet: hot (red) at the fixation ...
+    assert blue[45, 5] > blue[45, 100] + 60  # ... cold (blue) far from it
+
+
+def test_overlay_without_photos_is_an_error(tmp_path, capsys):
+    gaze_file = tmp_path / "Fixation.txt"
+    gaze_file.write_text("7,120,90,100,45,900\r\n")
+    assert run_cli("--gaze_file_path", gaze_file, "--CUB_GHA_save_path", tmp_path / "out",
+                   "--CUB_dir_path", tmp_path / "nowhere", "--overlay") == 1
+    assert "images.txt" in capsys.readouterr().err
