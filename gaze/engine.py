@@ -81,11 +81,16 @@ ENGINE_DEFAULTS = {
     "momentum": 0.9,             # SGD only
     "nesterov": False,           # SGD only
     "weight_decay": 1e-4,
-    "lr_schedule": "multistep",  # 'multistep' | 'cosine' | 'constant'
+    "lr_schedule": "multistep",  # 'multistep' | 'cosine' | 'constant' | 'plateau'
     "lr_milestones": [50, 100],  # multistep: epochs after which the lr is multiplied ...
     "lr_decay_rate": 0.1,        # ... by this
     "warmup_epochs": 0.0,        # linear warm-up over this many epochs (per step)
     "min_lr": 0.0,               # cosine: final lr
+    "plateau_patience": 40,      # plateau: epochs without improvement of select_metric before lr *= lr_decay_rate
+    "reload_best_on_lr_drop": False,  # plateau: reload the best weights and optimizer state when the lr drops (GG-CAM)
+    "early_stop_patience": None,  # stop after this many epochs without a new best (None: never)
+    "stop_lr": None,             # stop once the lr falls below this (GG-CAM: 1e-8; None: never)
+    "val_loss": "ce",            # validation 'loss': 'ce' (cross-entropy) | 'model' (the model's own loss(batch), e.g. GG-CAM's whole sum)
     "amp": None,                 # None/False | 'bf16' | 'fp16' (CUDA only; fp16 uses a GradScaler)
     "clip_grad_norm": None,      # max gradient norm, None: no clipping
     "select_metric": "top1",     # validation metric choosing ckpt_best: 'top1' | 'top5' | 'loss'
@@ -142,7 +147,8 @@ def lr_factor(
     * ``cosine``: per step, ``min + (1 - min) * (1 + cos(pi * t / T)) / 2`` with t and T
       counted after the warm-up, so the last step reaches ``min_lr`` (PIM divides by the
       whole length instead and never gets there, cub_pim.md §3.5).
-    * ``constant``: 1.
+    * ``constant`` and ``plateau``: 1 (``plateau`` changes the lr per epoch through
+      :class:`torch.optim.lr_scheduler.ReduceLROnPlateau`, see :func:`build_plateau`).
     * warm-up: times ``(step + 1) / warmup_steps`` during the first warm-up steps.
     """
     warmup_steps = round(warmup_epochs * steps_per_epoch)
@@ -153,10 +159,11 @@ def lr_factor(
         span = max(total_epochs * steps_per_epoch - warmup_steps, 1)
         progress = min(max((step - warmup_steps) / span, 0.0), 1.0)
         factor = min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    elif schedule == "constant":
+    elif schedule in ("constant", "plateau"):
         factor = 1.0
     else:
-        raise ValueError(f"config key 'lr_schedule': expected 'multistep', 'cosine' or 'constant', got {schedule!r}")
+        raise ValueError(
+            f"config key 'lr_schedule': expected 'multistep', 'cosine', 'constant' or 'plateau', got {schedule!r}")
     if step < warmup_steps:
         factor *= (step + 1) / warmup_steps
     return factor
@@ -188,6 +195,20 @@ def build_scheduler(
             min_factor=float(config["min_lr"]) / base_lr if base_lr else 0.0,
         ))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
+
+
+def build_plateau(optimizer: torch.optim.Optimizer, config: Mapping) -> torch.optim.lr_scheduler.ReduceLROnPlateau | None:
+    """ReduceLROnPlateau on the validation ``select_metric`` when ``lr_schedule='plateau'``, else None.
+
+    GG-CAM's schedule (cxr.md §3.5): mode min on the validation loss, factor
+    ``lr_decay_rate`` (0.1), patience ``plateau_patience`` (40), eps 0; stepped once per epoch.
+    """
+    config = {**ENGINE_DEFAULTS, **config}
+    if str(config["lr_schedule"]).lower() != "plateau":
+        return None
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min" if "loss" in config["select_metric"] else "max",
+        factor=float(config["lr_decay_rate"]), patience=int(config["plateau_patience"]), eps=0.0)
 
 
 def amp_dtype(amp: object, device: torch.device) -> torch.dtype | None:
@@ -298,8 +319,8 @@ def train_one_epoch(
 
 
 def scalar_losses(outputs: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    """The scalar ``loss*`` entries of a model's loss dict, as floats."""
-    return {k: float(v.detach()) for k, v in outputs.items() if k.startswith("loss") and v.ndim == 0}
+    """The scalar ``loss*`` (and learnt loss weights ``sigma*``) entries of a model's loss dict, as floats."""
+    return {k: float(v.detach()) for k, v in outputs.items() if k.startswith(("loss", "sigma")) and v.ndim == 0}
 
 
 class EpochTotals:
@@ -342,16 +363,20 @@ class EpochTotals:
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, loader: Iterable, device: torch.device, amp: torch.dtype | None = None
+    model: nn.Module, loader: Iterable, device: torch.device, amp: torch.dtype | None = None,
+    model_loss: bool = False,
 ) -> dict:
-    """Top-1/top-5 accuracy, mean cross-entropy and per-sample outputs of ``loader``.
+    """Top-1/top-5 accuracy, mean loss and per-sample outputs of ``loader``.
 
-    Calls ``model(images, gaze=batch.get("gaze"))``. Under DDP with a DistributedSampler,
+    Calls ``model(images, gaze=batch.get("gaze"))``; with ``model_loss`` it calls
+    ``model.loss(batch)`` instead (in eval mode) and ``loss`` is the mean of the model's own
+    total loss (GG-CAM selects and schedules on its whole weighted sum, cxr.md §3.4), the
+    batch means weighted by batch size. Under DDP with a DistributedSampler,
     the ranks' outputs are gathered and the sampler's padding removed, so every sample
     counts exactly once and every rank returns the same result.
 
     Returns:
-        ``top1``, ``top5`` (% ; top-5 is top-C when C < 5), ``loss`` (mean CE),
+        ``top1``, ``top5`` (% ; top-5 is top-C when C < 5), ``loss`` (mean CE, or model loss),
         ``num_samples``, and in dataset order ``ids`` (list of str), ``labels`` (N,) int64,
         ``probabilities`` (N, C) float32 softmax.
     """
@@ -364,9 +389,16 @@ def evaluate(
         gaze_maps = batch.get("gaze")
         gaze_maps = gaze_maps.to(device, non_blocking=True) if gaze_maps is not None else None
         with autocast(device, amp):
-            logits = model(images, gaze=gaze_maps)
+            if model_loss:
+                outputs = model.loss({**batch, "image": images, "label": batch_labels, "gaze": gaze_maps})
+                logits = outputs["logits"]
+            else:
+                logits = model(images, gaze=gaze_maps)
         logits = logits.float()  # (B, C)
-        losses.append(F.cross_entropy(logits, batch_labels, reduction="none").cpu())
+        if model_loss:
+            losses.append(outputs["loss"].detach().float().cpu().expand(len(batch_labels)))
+        else:
+            losses.append(F.cross_entropy(logits, batch_labels, reduction="none").cpu())
         probabilities.append(logits.softmax(dim=1).cpu())
         labels.append(batch_labels.cpu())
         ids.extend(str(i) for i in batch.get("id", range(len(ids), len(ids) + len(batch_labels))))
@@ -579,30 +611,73 @@ def _fit(model, loaders, config, run_dir: Path, device: torch.device, info: Dist
                 (train_loader.batch_size or 0) * info.world_size, len(train_loader))
     optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], config)
     scheduler = build_scheduler(optimizer, config, len(train_loader))
+    plateau = build_plateau(optimizer, config)
     dtype = amp_dtype(config["amp"], device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     state = {"start_epoch": 1, "best_metric": None, "best_epoch": 0}
     if config["resume"] and (run_dir / CKPT_LAST).is_file():
-        state = _resume(run_dir, model, optimizer, scheduler, scaler, config, info)
+        state = _resume(run_dir, model, optimizer, scheduler, scaler, config, info, plateau)
     train_module = _training_module(model, device, info, config)
     board = TensorBoard(run_dir / "tensorboard", enabled=info.is_main)
+    model_loss = config["val_loss"] == "model"
     try:
         for epoch in range(state["start_epoch"], int(config["end_epoch"]) + 1):
             _start_epoch(model, train_loader, config, epoch, info.rank)
             train_stats = train_one_epoch(
                 train_module, optimizer, train_loader, device, epoch, scheduler, scaler, dtype,
                 config["clip_grad_norm"], int(config["log_interval"]))
-            val = evaluate(model, loaders["val"], device, dtype)
+            val = evaluate(model, loaders["val"], device, dtype, model_loss)
             improved = _is_better(val[config["select_metric"]], state["best_metric"], config["select_metric"])
             if improved:
                 state.update(best_metric=val[config["select_metric"]], best_epoch=epoch)
             _log_epoch(logger, board, run_dir, epoch, config, train_stats, val, state, info)
+            if plateau is not None:
+                _plateau_step(plateau, val[config["select_metric"]], model, optimizer, run_dir, config, improved, logger)
             if info.is_main:
-                _save_epoch(run_dir, model, optimizer, scheduler, scaler, epoch, state, config, improved)
+                _save_epoch(run_dir, model, optimizer, scheduler, scaler, epoch, state, config, improved, plateau)
             barrier()  # ranks > 0 wait for the checkpoint
+            if _should_stop(epoch, state, optimizer, config, logger):
+                break
     finally:
         board.close()
     return _finish(model, loaders, config, run_dir, device, dtype, state, info, logger)
+
+
+def _plateau_step(plateau, value: float, model, optimizer, run_dir: Path, config: Mapping, improved: bool,
+                  logger) -> None:
+    """Step ReduceLROnPlateau; on an lr drop optionally go back to the best weights and optimizer state.
+
+    GG-CAM (cxr.md §3.5) reloads the best net and optimizer when the lr drops and keeps the
+    new lr. The reload happens before this epoch's checkpoint is written, so a resumed run
+    continues from exactly the same state.
+    """
+    before = [group["lr"] for group in optimizer.param_groups]
+    plateau.step(value)
+    after = [group["lr"] for group in optimizer.param_groups]
+    if after == before:
+        return
+    logger.info("validation %s did not improve for %d epochs: lr %.3g -> %.3g", config["select_metric"],
+                plateau.patience + 1, before[0], after[0])
+    best_path = run_dir / CKPT_BEST
+    if config["reload_best_on_lr_drop"] and not improved and best_path.is_file():
+        checkpoint = load_checkpoint(best_path, model)
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        for group, lr in zip(optimizer.param_groups, after):
+            group["lr"] = lr
+        logger.info("reloaded the best weights and optimizer state of epoch %d", checkpoint.get("best_epoch", 0))
+
+
+def _should_stop(epoch: int, state: Mapping, optimizer, config: Mapping, logger) -> bool:
+    """Early stop: ``early_stop_patience`` epochs without a new best, or the lr below ``stop_lr``."""
+    patience, stop_lr = config["early_stop_patience"], config["stop_lr"]
+    if patience is not None and epoch - state["best_epoch"] >= int(patience):
+        logger.info("early stop at epoch %d: no new best for %d epochs", epoch, epoch - state["best_epoch"])
+        return True
+    if stop_lr is not None and optimizer.param_groups[0]["lr"] < float(stop_lr):
+        logger.info("early stop at epoch %d: lr %.3g below stop_lr %.3g", epoch, optimizer.param_groups[0]["lr"],
+                    float(stop_lr))
+        return True
+    return False
 
 
 def _check_config(config: Mapping) -> None:
@@ -610,6 +685,8 @@ def _check_config(config: Mapping) -> None:
     if config["select_metric"] not in ("top1", "top5", "loss"):
         raise ValueError(f"config key 'select_metric': expected 'top1', 'top5' or 'loss', "
                          f"got {config['select_metric']!r}")
+    if config["val_loss"] not in ("ce", "model"):
+        raise ValueError(f"config key 'val_loss': expected 'ce' or 'model', got {config['val_loss']!r}")
     if int(config["end_epoch"]) < 1:
         raise ValueError(f"config key 'end_epoch': expected at least 1, got {config['end_epoch']!r}")
 
@@ -672,12 +749,14 @@ def _is_better(value: float, best: float | None, metric: str) -> bool:
     return value < best if "loss" in metric else value > best
 
 
-def _resume(run_dir, model, optimizer, scheduler, scaler, config, info) -> dict:
-    """Restore model, optimizer, scheduler and scaler from ckpt_last.pt; return the loop state."""
+def _resume(run_dir, model, optimizer, scheduler, scaler, config, info, plateau=None) -> dict:
+    """Restore model, optimizer, schedulers and scaler from ckpt_last.pt; return the loop state."""
     path = run_dir / CKPT_LAST
     checkpoint = load_checkpoint(path, model)
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
+    if plateau is not None and checkpoint.get("plateau"):
+        plateau.load_state_dict(checkpoint["plateau"])
     if checkpoint["scaler"]:
         scaler.load_state_dict(checkpoint["scaler"])
     changed = sorted(k for k, v in plain_config(config).items()
@@ -722,11 +801,13 @@ def _train_scalars(train_stats: Mapping[str, float]) -> dict[str, float]:
     return {k: v for k, v in train_stats.items() if k.startswith("loss") or k == "top1"}
 
 
-def _save_epoch(run_dir, model, optimizer, scheduler, scaler, epoch, state, config, improved) -> None:
+def _save_epoch(run_dir, model, optimizer, scheduler, scaler, epoch, state, config, improved, plateau=None) -> None:
     """ckpt_best.pt on improvement, then ckpt_last.pt (both atomic; best first, so a crash
     in between re-runs the epoch from the previous ckpt_last and rewrites best)."""
     checkpoint = make_checkpoint(model, optimizer, scheduler, scaler, epoch, state["best_metric"], config,
                                  state["best_epoch"])
+    if plateau is not None:
+        checkpoint["plateau"] = plateau.state_dict()
     if improved:
         save_checkpoint(run_dir / CKPT_BEST, checkpoint)
         with atomic_path(run_dir / CKPT_LAST) as temporary:
@@ -739,9 +820,10 @@ def _finish(model, loaders, config, run_dir, device, dtype, state, info, logger)
     """Load the best weights, evaluate val (and test), write plots, reports and summary.json."""
     best_path = run_dir / CKPT_BEST if (run_dir / CKPT_BEST).is_file() else run_dir / CKPT_LAST
     load_checkpoint(best_path, model)
-    results = {"val": evaluate(model, loaders["val"], device, dtype)}
+    model_loss = config["val_loss"] == "model"
+    results = {"val": evaluate(model, loaders["val"], device, dtype, model_loss)}
     if "test" in loaders:
-        results["test"] = evaluate(model, loaders["test"], device, dtype)
+        results["test"] = evaluate(model, loaders["test"], device, dtype)  # CE: the image alone
     scalars = {split: {k: r[k] for k in ("top1", "top5", "loss", "num_samples")} for split, r in results.items()}
     summary = {"best_epoch": state["best_epoch"], "best_metric": state["best_metric"],
                "select_metric": config["select_metric"], "val": scalars["val"],

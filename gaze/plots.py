@@ -68,7 +68,7 @@ def plot_training_curves(metrics: str | os.PathLike | pd.DataFrame, path: str | 
         axis.set_title(title)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
-        if title == "learning rate":
+        if title == "learning rate" and (table[columns] > 0).all().all():
             axis.set_yscale("log")
     return save_figure(figure, path)
 

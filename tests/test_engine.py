@@ -508,3 +508,58 @@ def test_amp_is_cuda_only():
 def test_fit_rejects_bad_select_metric(tmp_path):
     with pytest.raises(ValueError, match="'select_metric'.*'test_top1'"):
         fit(new_model(), make_loaders(), make_config(select_metric="test_top1"), tmp_path)
+
+
+# --------------------------------------------------------------------------- plateau, early stop, model loss
+def test_plateau_step_drops_lr_and_reloads_best(tmp_path):
+    from gaze.engine import CKPT_BEST, _plateau_step, build_plateau, get_logger
+
+    model = new_model()
+    optimizer = build_optimizer(model.parameters(), {"optimizer": "adam", "init_lr": 0.01, "weight_decay": 0})
+    config = {**ENGINE_DEFAULTS, "lr_schedule": "plateau", "plateau_patience": 0, "select_metric": "loss",
+              "reload_best_on_lr_drop": True}
+    plateau = build_plateau(optimizer, config)
+    best_weights = {k: v.clone() for k, v in model.state_dict().items()}
+    save_checkpoint(tmp_path / CKPT_BEST, make_checkpoint(model, optimizer, epoch=1, config=config, best_epoch=1))
+    plateau.step(1.0)  # epoch 1: the best so far
+    with torch.no_grad():
+        model.fc.weight.add_(1.0)  # epoch 2 moved the weights ...
+    _plateau_step(plateau, 2.0, model, optimizer, tmp_path, config, improved=False, logger=get_logger())
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.001)  # ... did not improve: lr x 0.1
+    torch.testing.assert_close(model.fc.weight, best_weights["fc.weight"])  # and the best weights are back
+
+
+def test_plateau_run_resumes_exactly_and_logs_the_drop(tmp_path):
+    plateau = {"end_epoch": 5, "lr_schedule": "plateau", "plateau_patience": 0, "select_metric": "loss",
+               "reload_best_on_lr_drop": True, "init_lr": 0.5, "lr_decay_rate": 0.5}
+    straight, _ = run_fit(tmp_path / "straight", **plateau)
+    with pytest.raises(KeyboardInterrupt):  # killed right after epoch 4's lr drop and reload
+        run_fit(tmp_path / "killed", crash_at_epoch=5, **plateau)
+    resumed, _ = run_fit(tmp_path / "killed", **plateau)
+    assert_same_run(tmp_path / "straight", tmp_path / "killed")
+    last = torch.load(tmp_path / "straight" / "ckpt_last.pt", weights_only=True)
+    assert last["plateau"]["num_bad_epochs"] >= 0 and "best" in last["plateau"]
+    metrics = pd.read_csv(tmp_path / "straight" / "metrics.csv")
+    val = metrics["val_loss"].to_numpy()
+    worse = [e for e in range(1, 5) if val[e] >= val[:e].min()]  # 0-based epochs that did not improve
+    assert worse, "the toy run should have a non-improving epoch (lr 0.5 overshoots at epoch 4)"
+    expected_lr = [0.5 * 0.5 ** sum(1 for w in worse if w < e) for e in range(5)]
+    np.testing.assert_allclose(metrics["lr"], expected_lr)
+
+
+def test_early_stop_after_patience_without_improvement(tmp_path):
+    # lr 0: the validation loss never changes, so epoch 1 stays the best and epoch 3 stops.
+    summary, model = run_fit(tmp_path / "run", end_epoch=6, init_lr=0.0, select_metric="loss",
+                             lr_schedule="constant", early_stop_patience=2)
+    assert sorted(model.seen) == [1, 2, 3] and summary["best_epoch"] == 1
+
+
+def test_evaluate_with_model_loss_averages_the_model_total():
+    model = new_model().eval()
+    loader = DataLoader(ToyDataset(20, seed=3), batch_size=8)
+    results = evaluate(model, loader, torch.device("cpu"), model_loss=True)
+    with torch.no_grad():
+        totals = [(float(model.loss(batch)["loss"]), len(batch["label"])) for batch in loader]
+    expected = sum(t * n for t, n in totals) / 20
+    assert results["loss"] == pytest.approx(expected, rel=1e-6)
+    assert results["num_samples"] == 20 and 0 <= results["top1"] <= 100
