@@ -38,4 +38,4 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-from gaze.models import baseline, gat, kfn  # noqa: E402,F401  (fill the registry)
+from gaze.models import baseline, gat, ggcam, kfn  # noqa: E402,F401  (fill the registry)
