@@ -23,14 +23,13 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from cub.experiment import build_dataset, build_model, data_root, load_cub_config, resolve_path  # noqa: E402
-from gaze.cam import grad_cam  # noqa: E402
 from gaze.config import ConfigError  # noqa: E402
 from gaze.dist import resolve_device  # noqa: E402
 from gaze.engine import evaluate  # noqa: E402
+from gaze.experiment import first_batch  # noqa: E402
+from gaze.experiment import write_cam_panels as shared_cam_panels  # noqa: E402
 from gaze.models.importers import import_checkpoint, load_model_checkpoint  # noqa: E402
-from gaze.plots import plot_attention_panels  # noqa: E402
 from gaze.reports import write_reports  # noqa: E402
-from gaze.transforms import denormalize  # noqa: E402
 
 #: Keys that define the network; an evaluated checkpoint's values replace the config's.
 MODEL_KEYS = ("model_type", "backbone", "num_classes", "input_size", "dropout", "stride", "ratios",
@@ -42,19 +41,9 @@ def write_cam_panels(model: nn.Module, config: dict[str, Any], out_dir: Path, co
     if count <= 0:
         return []
     dataset = build_dataset(config, data_root(config), "test", with_gaze=True)
-    batch = next(iter(DataLoader(dataset, batch_size=min(count, len(dataset)))))
-    device = next(model.parameters()).device
-    images, gaze = batch["image"].to(device), batch["gaze"].to(device)
-    result = grad_cam(model, images, gaze if config["model_type"] == "kfn" else None)
-    pictures = (denormalize(images).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype("uint8")
-    names = dataset.class_names
-    paths = []
-    for k, image_id in enumerate(batch["id"]):
-        label, predicted = int(batch["label"][k]), int(result.targets[k])
-        title = f"id {image_id}: true {names[label]}, predicted {names[predicted]}"
-        maps = {"human attention": gaze[k, 0].cpu().numpy(), f"Grad-CAM ({config['model_type']})": result.cams[k, 0].cpu().numpy()}
-        paths.append(plot_attention_panels(pictures[k], maps, title, out_dir / f"{image_id}.png"))
-    return paths
+    return shared_cam_panels(model, first_batch(dataset, count), dataset.class_names, out_dir,
+                             pass_gaze=config["model_type"] == "kfn",
+                             layers={f"Grad-CAM ({config['model_type']})": None})
 
 
 def load_evaluated_model(config: dict[str, Any], checkpoint_path: Path) -> tuple[nn.Module, dict[str, Any]]:

@@ -20,16 +20,15 @@ MODEL_TYPES = ("gat", "kfn", "baseline")
 from cub.dataset import CUBDataset  # noqa: E402
 from gaze.config import ConfigError, load_config  # noqa: E402
 from gaze.demo import MARKER_NAME, ensure_synthetic_cub  # noqa: E402
+from gaze.experiment import resolve_path as shared_resolve_path  # noqa: E402
+from gaze.experiment import weights_path  # noqa: E402
 from gaze.models import create_model  # noqa: E402
 from gaze.transforms import build_transforms  # noqa: E402
 
 
 def resolve_path(path: str | None) -> Path | None:
     """A config path: ``~`` expanded, relative paths taken from the repository root."""
-    if path is None:
-        return None
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else REPO_ROOT / path
+    return shared_resolve_path(path, REPO_ROOT)
 
 
 def load_cub_config(argv: list[str] | None = None) -> dict[str, Any]:
@@ -112,7 +111,7 @@ def build_model(config: dict[str, Any]) -> nn.Module:
         num_classes=config["num_classes"],
         backbone=config["backbone"],
         input_size=config["input_size"],
-        pretrained_path=config["pretrain_path"] and _weights_path(config["pretrain_path"]),
+        pretrained_path=weights_path(config["pretrain_path"], REPO_ROOT),
     )
     if config["model_type"] in ("gat", "baseline"):
         kwargs["dropout"] = config["dropout"]
@@ -128,11 +127,6 @@ def build_model(config: dict[str, Any]) -> nn.Module:
     if config["model_type"] == "kfn" and config["GAT_pretrained"]:
         kwargs["gat_checkpoint"] = str(resolve_path(config["GAT_pretrained"]))
     return create_model(config["model_type"], **kwargs)
-
-
-def _weights_path(path: str) -> str:
-    """Package aliases ('package:...') pass through; files resolve like other paths."""
-    return path if path.startswith("package:") else str(resolve_path(path))
 
 
 def run_dir(config: dict[str, Any]) -> Path:

@@ -11,7 +11,13 @@ Three published protocols (specs/cxr.md), each a pure function of the image list
 
 ``build_split_table`` turns one of them into a table with one ``split_<k>`` column per run
 (values ``train`` / ``val`` / ``test`` / ``""`` = unused); ``write_split_table`` and
-``read_split_table`` store it as CSV. The config-driven command line lives elsewhere.
+``read_split_table`` store it as CSV.
+
+Command line (the config keys of cxr/config.py; the table goes next to the run, never into
+the data folders; HAFC wrote ``5_fold_split.csv`` beside ``master_sheet.csv``, cxr §2.2)::
+
+    python cxr/prepare.py                          # <model_path>/<model_name>/splits.csv
+    python cxr/prepare.py --protocol=holdout --egd_dir=/data/egd-cxr/1.0.0 --mimic_root=/data/mimic-cxr-jpg
 """
 
 from __future__ import annotations
@@ -484,3 +490,28 @@ def _check_table(table: pd.DataFrame, source: str) -> None:
         check_patient_disjoint(table)
     except ValueError as error:
         raise ValueError(f"{source}: {error}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write ``<run>/splits.csv`` for the config (``cxr/config.py`` + overrides) and print its summary."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `cxr` importable from any cwd
+    from cxr.experiment import build_catalogue, load_cxr_config, run_dir, saved_split_table
+    from gaze.config import ConfigError
+
+    try:
+        config = load_cxr_config(argv)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    out_dir = run_dir(config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = saved_split_table(config, build_catalogue(config), out_dir)
+    print(describe_splits(table))
+    print(f"-> {out_dir / 'splits.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

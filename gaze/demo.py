@@ -544,6 +544,16 @@ def ensure_synthetic_cub(root: str | Path, verbose: bool = True, **kwargs) -> Pa
     return make_synthetic_cub(root, **kwargs)
 
 
+def __getattr__(name: str):
+    """``gaze.demo.ensure_synthetic_cxr_eye`` / ``make_synthetic_cxr_eye``: the CXR-Eye miniature
+    lives in gaze.demo_cxr (imported lazily: it imports this module)."""
+    if name in ("ensure_synthetic_cxr_eye", "make_synthetic_cxr_eye"):
+        from gaze import demo_cxr
+
+        return getattr(demo_cxr, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m gaze.demo ROOT [--num-classes N ...]``: write the synthetic set."""
     parser = argparse.ArgumentParser(prog="gaze.demo", description=__doc__.splitlines()[0])

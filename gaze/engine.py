@@ -797,8 +797,8 @@ def _log_epoch(logger, board, run_dir, epoch, config, train_stats, val, state, i
 
 
 def _train_scalars(train_stats: Mapping[str, float]) -> dict[str, float]:
-    """The loss parts and train top-1 of :func:`train_one_epoch`'s output."""
-    return {k: v for k, v in train_stats.items() if k.startswith("loss") or k == "top1"}
+    """The loss parts (and learnt loss weights ``sigma*``) and train top-1 of :func:`train_one_epoch`'s output."""
+    return {k: v for k, v in train_stats.items() if k.startswith(("loss", "sigma")) or k == "top1"}
 
 
 def _save_epoch(run_dir, model, optimizer, scheduler, scaler, epoch, state, config, improved, plateau=None) -> None:

@@ -204,3 +204,33 @@ def denormalize(
     mean_t = torch.as_tensor(mean, dtype=images.dtype, device=images.device)[:, None, None]
     std_t = torch.as_tensor(std, dtype=images.dtype, device=images.device)[:, None, None]
     return (images * std_t + mean_t).clamp(0.0, 1.0)
+
+
+def build_resize_transforms(
+    train: bool,
+    size: int | Sequence[int],
+    augment: bool = False,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> JointTransform:
+    """Resize image and attention to ``size`` without keeping the aspect ratio (CXR recipe).
+
+    The CXR-Eye GAT/KFN loader resizes every radiograph to 224x224 and uses no augmentation
+    (cxr.md §2.1). ``augment`` adds, for training only, a mild shared RandomAffine (±5°,
+    ±4% shift, 0.95-1.05 scale) and brightness/contrast jitter on the image; never a flip
+    (left and right are anatomically different on a chest film).
+
+    Args:
+        train: apply the augmentation (when ``augment``).
+        size: output side, or (H, W).
+        augment: see above (off as published).
+        mean, std: image normalisation (ImageNet).
+    """
+    size = [size, size] if isinstance(size, int) else [int(s) for s in size]
+    steps: list[v2.Transform] = [v2.Resize(size, interpolation=InterpolationMode.BILINEAR, antialias=True)]
+    if train and augment:
+        steps += [v2.RandomAffine(degrees=5, translate=(0.04, 0.04), scale=(0.95, 1.05)),
+                  v2.ColorJitter(brightness=0.2, contrast=0.2)]
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
+    return JointTransform(v2.Compose(steps))
+

@@ -290,6 +290,7 @@ class GAT(Baseline):
         window_loss_from_epoch: int = 2,
         ratios: Sequence[Sequence[Sequence[int]]] | None = None,
         stride: int | None = None,
+        gaze_threshold: float | None = None,
     ) -> None:
         """Args (besides the Baseline ones):
             window_preset: 'cub' (448 px reference, stride 8) or 'cxr' (224 px, stride 2),
@@ -302,15 +303,20 @@ class GAT(Baseline):
             window_loss_from_epoch: first 1-based epoch with the window CE (2 as published).
             ratios, stride: window shapes per group and stride at the preset's reference size,
                 replacing the preset's (the published config's ``ratios`` and ``stride``).
+            gaze_threshold: None scores windows on the gaze map itself (CUB); a number scores
+                them on ``map * (map > threshold)``, the CXR-Eye ``y_hm`` (cxr §2.1 steps 4-5).
         """
         super().__init__(num_classes, backbone, input_size, pretrained_path, dropout, encoder_only)
         self.geometry = window_geometry(input_size, window_preset, n_list, iou_threshold, ratios, stride)
         self.window_size = window_size or input_size // 2
         self.window_loss_weight = window_loss_weight
         self.window_loss_from_epoch = window_loss_from_epoch
+        self.gaze_threshold = gaze_threshold
 
     def propose(self, gaze: Tensor) -> Proposals:
-        """The windows the gaze map picks (see ``propose_windows``)."""
+        """The windows the gaze map picks (see ``propose_windows``; thresholded first if set)."""
+        if self.gaze_threshold is not None:
+            gaze = gaze * (gaze > self.gaze_threshold)
         return propose_windows(gaze, self.geometry)
 
     def window_logits(self, images: Tensor, gaze: Tensor) -> Tensor:

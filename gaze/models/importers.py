@@ -7,6 +7,11 @@ Released KFN: ``pretrained_model{1,2}.{0,1,4,5,6,7}.*`` (an ``nn.Sequential`` of
 children: 0 conv1, 1 bn1, 4-7 layer1-4) and ``cls_net.*``.
 Either may carry ``module.`` prefixes (DataParallel) or be a bare state dict.
 
+CXR-Eye (cxr §2.3-2.4, §2.7: bare state dicts in ``<k>_fold/best.pth``): GAT has the smp
+encoder under ``encoder.`` (timm EfficientNet names; its unused ``conv_head``/``bn2`` are
+dropped, as our ``encoder_only`` backbone stops at the last stage) and one Linear in the
+classification head; KFN has ``branch1.`` / ``branch2.`` encoders and one Linear(640 -> 3).
+
 Our checkpoint (DESIGN §2): ``{'model', 'optimizer', 'scheduler', 'scaler', 'epoch',
 'best_metric', 'model_name', 'config', 'version'}``, only tensors and primitives.
 """
@@ -69,6 +74,11 @@ def convert_checkpoint(raw: dict, origin: str = "<checkpoint dict>") -> dict:
         model_name, converted = "gat", convert_released_gat(state, origin)
     elif any(k.startswith(("pretrained_model1.", "pretrained_model2.")) for k in state):
         model_name, converted = "kfn", convert_released_kfn(state, origin)
+    elif any(k.startswith("encoder.") for k in state):
+        return released_cxr_checkpoint("gat", convert_hafc_cxr(state, {"encoder": "backbone"}, origin), origin)
+    elif any(k.startswith("branch1.") for k in state):
+        branches = {"branch1": "image_backbone", "branch2": "gaze_backbone"}
+        return released_cxr_checkpoint("kfn", convert_hafc_cxr(state, branches, origin), origin)
     else:
         raise ValueError(_unknown_format(origin, state))
     return released_to_checkpoint(model_name, converted, epoch, lr, origin)
@@ -118,6 +128,42 @@ def convert_released_kfn(state: dict[str, Tensor], origin: str = "<state dict>")
         else:
             raise ValueError(f"{origin}: unexpected key {key!r} in a released KFN checkpoint")
     return converted
+
+
+def convert_hafc_cxr(
+    state: dict[str, Tensor], branches: dict[str, str], origin: str = "<state dict>"
+) -> dict[str, Tensor]:
+    """HAFC CXR-Eye keys -> ours: ``<branch>.X`` -> ``<ours>.net.X`` (``conv_head``/``bn2``
+    dropped); the one 2-D weight outside the branches (and its bias) -> ``classifier``."""
+    converted, head = {}, {}
+    for key, tensor in state.items():
+        branch, _, rest = key.partition(".")
+        if branch in branches:
+            if not rest.startswith(("conv_head.", "bn2.")):
+                converted[f"{branches[branch]}.net.{rest}"] = tensor
+        else:
+            head[key] = tensor
+    weights = [k for k, v in head.items() if k.endswith("weight") and v.ndim == 2]
+    if len(weights) != 1:
+        raise ValueError(f"{origin}: expected one Linear layer outside {sorted(branches)}, found {weights or list(head)[:5]}")
+    bias = weights[0][: -len("weight")] + "bias"
+    converted["classifier.weight"] = head.pop(weights[0])
+    if bias in head:
+        converted["classifier.bias"] = head.pop(bias)
+    if head:
+        raise ValueError(f"{origin}: unexpected keys {sorted(head)[:5]} in a CXR-Eye checkpoint")
+    return converted
+
+
+def released_cxr_checkpoint(model_name: str, state: dict[str, Tensor], origin: str) -> dict:
+    """Our checkpoint dict around converted HAFC CXR-Eye weights (EfficientNet encoders, 3 classes)."""
+    return {
+        "model": state, "optimizer": None, "scheduler": None, "scaler": None, "epoch": 0,
+        "best_metric": None, "model_name": model_name,
+        "config": {"model": model_name, "num_classes": int(state["classifier.weight"].shape[0]),
+                   "encoder_only": True, "imported_from": origin},
+        "version": gaze.__version__,
+    }
 
 
 def infer_resnet(state: dict[str, Tensor], prefix: str) -> str:

@@ -1,0 +1,78 @@
+# CXR-Eye (MIMIC-CXR-JPG + EGD-CXR gaze): defaults of `python cxr/train.py` and `python cxr/evaluate.py`.
+#
+# Plain assignments only. Override them with files (`python cxr/train.py cxr/configs/ggcam_effnet.py`)
+# and `--key=value` (`python cxr/train.py --model=ggcam --backbone=resnet50`); unknown keys are
+# an error that names the closest key. Relative paths are relative to the repository root.
+#
+# These defaults are the embedded CPU demo: the SYNTHETIC CXR-Eye miniature of gaze.demo_cxr
+# (generated on first use into data/synthetic_cxr), EfficientNet-Lite0 with real ImageNet
+# weights at 128 px, 5-fold patient-level cross-validation. The papers' settings are in
+# cxr/configs/ (hafc_gat.py, hafc_kfn.py: EfficientNet-b0 224 px 60 epochs; ggcam_effnet.py,
+# ggcam_resnet.py: 1536x1280 from scratch); the published value of every knob is in its
+# comment (specs: cxr.md §2.6, §3.5).
+
+# --- method
+model = 'gat'                 # 'gat' | 'kfn' | 'ggcam' | 'baseline' (HAFC: gat / kfn; GG-CAM: ggcam)
+backbone = 'tf_efficientnet_lite0'  # any timm name; HAFC: 'efficientnet_b0' (smp timm-efficientnet-b0); GG-CAM: 'efficientnetv2_s' | 'resnet50'
+pretrain_path = 'package:efficientnet-lite0'  # local ImageNet weights or package alias; None = from scratch (GG-CAM); HAFC: ImageNet
+encoder_only = True           # GAT/KFN/baseline: stop at the last stage like the smp encoders (b0: 320 channels, cxr §2.3)
+dropout = 0.0                 # GAT/baseline head dropout (HAFC scripts: 0.0; argparse default 0.5)
+gaze_threshold = 0.3          # HAFC mask minmax(map) > 0.3: KFN's masked image and GAT's window map y_hm = map * mask (cxr §2.1); None: the map itself
+window_loss_from_epoch = 2    # GAT: the window CE joins from this 1-based epoch (published: from epoch index 2, i.e. the third)
+pretrained_dir = None         # KFN: start fold k from that fold's GAT checkpoint: <dir>/fold<k>/ckpt_best.pt (ours) or <dir>/<k>_fold/best.pth (HAFC)
+cam_target = 'true'           # GG-CAM: 'true' = CAM of the true class matched to the gaze (fix); 'class0' = published (always the Normal CAM, cxr §3.4)
+ggcam_use_gaze = True         # GG-CAM: False = the gaze-free CAM network (plain CE), the paper's baseline
+log_sigma_ce = 7.0            # GG-CAM initial log sigma_c (published 7)
+log_sigma_gaze = None         # GG-CAM initial log sigma_d; None: published -16 (EfficientNet) / -23 (ResNet)
+
+# --- data (see cxr/dataset.py)
+mimic_root = 'data/synthetic_cxr/mimic-cxr-jpg'  # MIMIC-CXR-JPG folder holding files/pXX/...; the default is the synthetic demo, made on first use
+egd_dir = 'data/synthetic_cxr/egd-cxr'           # EGD-CXR folder with master_sheet.csv and fixations.csv (physionet egd-cxr/1.0.0)
+gaze_source = 'fixations'     # 'fixations': render fixations.csv (the dataset's recipe) | 'heatmaps': read <heatmaps_dir>/<dicom_id>/heatmap.png
+heatmaps_dir = None           # None: <egd_dir>/fixation_heatmaps
+heatmap_png_mode = 'viridis'  # 'viridis' (decode the colour map) | 'luma' (published grey reading, ~0.12 background)
+gaze_sigma = None             # Gaussian sd in image px; None: 150 px at the 3056-px DICOM scale (cxr §1.4), scaled to each image
+gaze_duration_weighted = False  # the dataset's recipe counts fixations (+1 each); True weights by duration
+gaze_calibrate = False        # shift gaze by the calibration images' offset (cxr §1.3; off as published)
+gaze_cache_dir = None         # folder to keep rendered/decoded maps across runs (None: memory only)
+input_size = 128              # side or [H, W]; HAFC: 224; GG-CAM: [1536, 1280]
+augment = False               # mild affine + brightness/contrast on training images (published: none)
+batch_size = 16               # HAFC: 32; GG-CAM: 4
+workers = 0                   # DataLoader worker processes (HAFC: 12)
+
+# --- protocol (cxr/prepare.py); splits are written to <run>/splits.csv
+protocol = 'cv'               # 'cv' (HAFC 5-fold by patient) | 'holdout' (EGD 80/10/10 by patient) | 'ggcam' (per-class 70/10/20)
+folds = 5
+rseed = None                  # patient shuffle seed; None: the protocol's published one (cv: 1 as in the HAFC paper; holdout: EGD's 42)
+val_fraction = 0.1            # CV: validation patients carved from each fold's training patients (model selection)
+select_on_test = False        # CV: the papers' protocol, best epoch chosen ON THE TEST FOLD (optimistic; warned)
+ggcam_fraction = 1.0          # 'ggcam' protocol: fraction of each split kept (published file: 0.01, a bug)
+ggcam_seed = 0
+run_folds = None              # run only these folds, e.g. [0] (None: all)
+
+# --- optimisation (None = the method's published value)
+end_epoch = 8                 # HAFC: 60; GG-CAM: up to 1024 with early stopping
+optimizer = 'adam'            # HAFC and GG-CAM: Adam
+init_lr = None                # None: HAFC 5e-4 (gat/kfn/baseline), GG-CAM 6e-3 (EfficientNet) / 5e-3 (ResNet)
+weight_decay = 0.0            # HAFC's --weight_decay was unused; GG-CAM uses none
+lr_schedule = None            # None: HAFC 'multistep' [50] x0.1; GG-CAM 'plateau' (patience 40, x0.1, reload best)
+lr_milestones = [50]
+lr_decay_rate = 0.1
+plateau_patience = 40
+early_stop_patience = None    # None: HAFC none; GG-CAM 83 epochs without improvement
+warmup_epochs = 0.0
+amp = None                    # None | 'bf16' | 'fp16' (CUDA only; GG-CAM needs bf16: its loss weights reach 1e19)
+
+# --- run
+model_path = 'runs/cxr'       # run directory = model_path/model_name (HAFC: checkpoint/<model>_crossv-<bool>_rseed<r>)
+model_name = None             # None: '<model>_<protocol>_rseed<rseed>'
+device = 'auto'               # 'auto' (cuda > mps > cpu) | 'cpu' | 'cuda' | 'mps'
+seed = 1                      # torch/NumPy/random seed (HAFC: = rseed)
+resume = True                 # continue each fold from its ckpt_last.pt
+log_interval = 20
+gcam_viz = False              # write Grad-CAM panels (image, gaze overlay, CAM per branch) for test images of each fold
+cam_images = 4
+
+# --- evaluation (cxr/evaluate.py)
+checkpoint_dir = None         # a run of ours (fold<k>/ckpt_best.pt) or a HAFC output dir (<k>_fold/best.pth); None: this config's run
+eval_dir = None               # None: <checkpoint_dir>/evaluation

@@ -1,0 +1,21 @@
+# GG-CAM with EfficientNetV2-S as published (cxr.md §3): from scratch, 1536x1280 inputs
+# (48x40 CAM grid), batch 4, Adam 6e-3, ReduceLROnPlateau (x0.1, patience 40) on the
+# whole validation loss with a reload of the best weights on every drop, stop after 83
+# epochs without improvement (or lr < 1e-8, or 1024 epochs), the per-class 70/10/20 split
+# (seed 0, fraction 1.0: the shipped 0.01 was a bug). Needs a GPU; amp must be bf16, not
+# fp16 (the initial loss weights reach 1e13-1e19).
+#   python cxr/train.py cxr/configs/ggcam_effnet.py --mimic_root=... --egd_dir=... --device=cuda
+# cam_target = 'class0' reproduces the published loss (always the Normal-class CAM).
+model = 'ggcam'
+backbone = 'efficientnetv2_s'
+pretrain_path = None
+input_size = [1536, 1280]
+batch_size = 4
+protocol = 'ggcam'
+end_epoch = 1024
+init_lr = 6e-3
+lr_schedule = 'plateau'
+plateau_patience = 40
+early_stop_patience = 83
+cam_target = 'true'
+amp = 'bf16'

@@ -1,0 +1,18 @@
+# HAFC KFN on CXR-Eye (cxr.md §2.4-2.6): two EfficientNet-b0 encoders (image, image x gaze
+# mask minmax(map) > 0.3), 224 px, 5-fold CV with --rseed 1, each fold initialised from the
+# same fold's GAT (the paper's strongest setting; train cxr/configs/hafc_gat.py first).
+#   python cxr/train.py cxr/configs/hafc_kfn.py --pretrained_dir=runs/cxr/gat_cv_rseed1 ...
+model = 'kfn'
+backbone = 'efficientnet_b0'
+pretrain_path = 'pretrained/efficientnet_b0_imagenet.pth'
+pretrained_dir = 'runs/cxr/gat_cv_rseed1'   # ours (fold<k>/ckpt_best.pt) or HAFC's output (<k>_fold/best.pth)
+encoder_only = True
+gaze_threshold = 0.3
+input_size = 224
+batch_size = 32
+end_epoch = 60
+init_lr = 5e-4
+lr_schedule = 'multistep'
+lr_milestones = [50]
+protocol = 'cv'
+rseed = 1

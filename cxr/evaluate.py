@@ -1,0 +1,99 @@
+"""Evaluate the fold checkpoints of a CXR-Eye run (ours or HAFC's ``<k>_fold/best.pth``) on their test folds.
+
+    python cxr/evaluate.py --model=gat                                   # this config's run
+    python cxr/evaluate.py --model=kfn --checkpoint_dir=checkpoint/kfn_crossv-True_rseed1 \\
+        --mimic_root=/data/mimic-cxr-jpg --egd_dir=/data/egd-cxr/1.0.0 --input_size=224 \\
+        --backbone=efficientnet_b0 --gcam_viz=True                       # the released HAFC folds
+
+The test folds come from ``<checkpoint_dir>/splits.csv`` when the run wrote one, else from the
+config's protocol and rseed (HAFC checkpoints need the rseed they were trained with; 1 in
+the paper). Writes ``<eval_dir>/fold<k>/`` reports (classification_report.json,
+predictions.csv, classification_results.csv, confusion_matrix.png, with --gcam_viz=True
+viz_plots/) and ``cv_metrics.csv`` / ``cv_summary.json``; prints mean +- std.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `cxr` importable from any cwd
+
+import pandas as pd  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from cxr.experiment import (  # noqa: E402
+    SPLITS_CSV,
+    build_catalogue,
+    build_dataset,
+    build_model,
+    load_cxr_config,
+    needs_gaze,
+    resolve_path,
+    run_dir,
+    run_names,
+    split_table,
+)
+from cxr.prepare import read_split_table  # noqa: E402
+from cxr.reports import FOLD_METRICS, write_cv_summary, write_gcam_panels  # noqa: E402
+from gaze.atomic import atomic_path  # noqa: E402
+from gaze.config import ConfigError  # noqa: E402
+from gaze.dist import resolve_device  # noqa: E402
+from gaze.engine import evaluate  # noqa: E402
+from gaze.models.importers import load_model_checkpoint  # noqa: E402
+from gaze.reports import write_reports  # noqa: E402
+
+
+def fold_checkpoint(checkpoint_dir: Path, k: int, name: str) -> Path:
+    """``<dir>/<name>/ckpt_best.pt`` (ours) or ``<dir>/<k>_fold/best.pth`` / ``<dir>/best.pth`` (HAFC)."""
+    for candidate in (checkpoint_dir / name / "ckpt_best.pt", checkpoint_dir / f"{k}_fold" / "best.pth",
+                      checkpoint_dir / "best.pth"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{checkpoint_dir}: no checkpoint for {name} (looked for {name}/ckpt_best.pt, "
+                            f"{k}_fold/best.pth and best.pth)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = load_cxr_config(argv)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    checkpoint_dir = resolve_path(config["checkpoint_dir"]) if config["checkpoint_dir"] else run_dir(config)
+    out_dir = resolve_path(config["eval_dir"]) if config["eval_dir"] else checkpoint_dir / "evaluation"
+    catalogue = build_catalogue(config)
+    saved = checkpoint_dir / SPLITS_CSV
+    table = read_split_table(saved) if saved.is_file() else split_table(config, catalogue)
+    table = table.set_index("dicom_id").reindex(catalogue.frame["dicom_id"]).reset_index()
+    device = resolve_device(config["device"])
+    rows = []
+    for k, name in run_names(config, table):
+        model = build_model({**config, "pretrained_dir": None, "pretrain_path": None}, k)
+        checkpoint = fold_checkpoint(checkpoint_dir, k, name)
+        load_model_checkpoint(model, checkpoint)
+        model.to(device).eval()
+        test_rows = table.index[table[f"split_{k}"] == "test"].to_numpy()
+        dataset = build_dataset(config, catalogue, test_rows, "test", needs_gaze(config, "test"))
+        results = evaluate(model, DataLoader(dataset, batch_size=config["batch_size"],
+                                             num_workers=config["workers"]), device)
+        fold_dir = out_dir / name
+        report = write_reports(results, fold_dir, dataset.classes)
+        table_out = pd.DataFrame({"dicom_id": results["ids"], "label": results["labels"]})
+        for c, class_name in enumerate(dataset.classes):
+            table_out[f"prob_{class_name}"] = results["probabilities"][:, c]
+        with atomic_path(fold_dir / "classification_results.csv") as temporary:
+            table_out.to_csv(temporary, index=False)
+        if config["gcam_viz"]:
+            write_gcam_panels(model, config, dataset, fold_dir / "viz_plots", config["cam_images"])
+        print(f"{checkpoint}: {name} accuracy {report['top1']:.2f}% on {report['num_samples']} test images",
+              flush=True)
+        rows.append({"fold": k, "best_epoch": None, "test_images": report["num_samples"],
+                     **{column: report[key] for key, column in FOLD_METRICS.items()}})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(write_cv_summary(rows, config, out_dir), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Build a CXR-Eye experiment from its config: data, patient splits, loaders, models, run folders.
+
+Shared by ``cxr/train.py``, ``cxr/evaluate.py`` and ``cxr/prepare.py``; every function takes
+the plain config dict of ``cxr/config.py`` (after overrides and :func:`method_defaults`).
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from torch import nn
+from torch.utils.data import DataLoader
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CXR_DIR = REPO_ROOT / "cxr"
+MODELS = ("gat", "kfn", "ggcam", "baseline")
+
+from cxr.dataset import Catalogue, CXREyeDataset, load_catalogue  # noqa: E402
+from cxr.prepare import DEFAULT_RSEED, build_split_table, check_patient_disjoint, read_split_table, write_split_table  # noqa: E402
+from gaze.config import ConfigError, load_config  # noqa: E402
+from gaze.demo import MARKER_NAME, ensure_synthetic_cxr_eye  # noqa: E402
+from gaze.experiment import resolve_path as shared_resolve_path  # noqa: E402
+from gaze.experiment import weights_path  # noqa: E402
+from gaze.models import create_model  # noqa: E402
+from gaze.transforms import build_resize_transforms  # noqa: E402
+
+SPLITS_CSV = "splits.csv"
+
+
+def resolve_path(path: str | None) -> Path | None:
+    """A config path: ``~`` expanded, relative paths taken from the repository root."""
+    return shared_resolve_path(path, REPO_ROOT)
+
+
+def load_cxr_config(argv: list[str] | None = None) -> dict[str, Any]:
+    """``cxr/config.py`` + override files + ``--key=value``, checked, with method defaults filled."""
+    config = load_config(CXR_DIR / "config.py", sys.argv[1:] if argv is None else argv)
+    if config["model"] not in MODELS:
+        raise ConfigError(f"model={config['model']!r}: expected one of {', '.join(MODELS)}")
+    return method_defaults(config)
+
+
+def method_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """Fill the keys left at None with the method's published value, and the engine's selection keys.
+
+    HAFC GAT/KFN/baseline (cxr §2.5-2.6): Adam 5e-4, MultiStepLR [50] x0.1, best accuracy.
+    GG-CAM (cxr §3.5): Adam 6e-3 (EfficientNet) / 5e-3 (ResNet), ReduceLROnPlateau on the
+    validation loss (the whole weighted sum) with patience 40 and a reload of the best
+    weights on every drop, stop after 83 epochs without improvement or below lr 1e-8.
+    """
+    config = dict(config)
+    if config["rseed"] is None:
+        config["rseed"] = DEFAULT_RSEED.get(config["protocol"], 0)
+    ggcam = config["model"] == "ggcam"
+    if config["init_lr"] is None:
+        config["init_lr"] = (5e-3 if "resnet" in config["backbone"] else 6e-3) if ggcam else 5e-4
+    if config["lr_schedule"] is None:
+        config["lr_schedule"] = "plateau" if ggcam else "multistep"
+    if config["early_stop_patience"] is None and ggcam:
+        config["early_stop_patience"] = 83
+    config.update(
+        select_metric="loss" if ggcam else "top1",
+        val_loss="model" if ggcam and config["ggcam_use_gaze"] else "ce",
+        reload_best_on_lr_drop=ggcam,
+        stop_lr=1e-8 if ggcam else None,
+    )
+    if config["model_name"] is None:
+        config["model_name"] = f"{config['model']}_{config['protocol']}_rseed{config['rseed']}"
+    return config
+
+
+def ensure_data(config: dict[str, Any]) -> None:
+    """Generate the synthetic demo when ``mimic_root`` lies in a ``synthetic*`` folder without one."""
+    mimic_root = resolve_path(config["mimic_root"])
+    demo_root = mimic_root.parent
+    if demo_root.name.startswith("synthetic") and not (demo_root / MARKER_NAME).is_file():
+        ensure_synthetic_cxr_eye(demo_root)
+    elif demo_root.name.startswith("synthetic"):
+        print(f"Using the SYNTHETIC CXR-Eye miniature at {demo_root} (not real radiographs; gaze is simulated).",
+              flush=True)
+
+
+def build_catalogue(config: dict[str, Any]) -> Catalogue:
+    """Master sheet + images + gaze joined (see ``cxr.dataset.load_catalogue``); prints the report."""
+    ensure_data(config)
+    catalogue = load_catalogue(
+        resolve_path(config["mimic_root"]), resolve_path(config["egd_dir"]), config["gaze_source"],
+        resolve_path(config["heatmaps_dir"]), config["heatmap_png_mode"], config["gaze_sigma"],
+        config["gaze_duration_weighted"], config["gaze_calibrate"], resolve_path(config["gaze_cache_dir"]))
+    print(catalogue.report, flush=True)
+    return catalogue
+
+
+def split_table(config: dict[str, Any], catalogue: Catalogue) -> pd.DataFrame:
+    """The patient-disjoint split table of the config's protocol (cxr/prepare.py)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        table = build_split_table(
+            catalogue.frame[["dicom_id", "patient_id", "label"]], config["protocol"], n_folds=config["folds"],
+            rseed=config["rseed"], val_fraction=config["val_fraction"], val_seed=config["seed"],
+            ggcam_fraction=config["ggcam_fraction"], ggcam_seed=config["ggcam_seed"],
+            select_on_test=config["select_on_test"])
+    check_patient_disjoint(table)
+    return table
+
+
+def saved_split_table(config: dict[str, Any], catalogue: Catalogue, out_dir: Path) -> pd.DataFrame:
+    """The run's ``splits.csv``: written on the first start, read (and checked) on resume."""
+    table = split_table(config, catalogue)
+    path = out_dir / SPLITS_CSV
+    if path.is_file():
+        saved = read_split_table(path)
+        if not saved[table.columns].astype(str).equals(table.astype(str)):
+            raise ValueError(f"{path} differs from the splits of this config (protocol, rseed, data changed?); "
+                             "use another model_name or delete the run folder")
+        return table
+    write_split_table(table, path)
+    return table
+
+
+def run_names(config: dict[str, Any], table: pd.DataFrame) -> list[tuple[int, str]]:
+    """(k, folder name) of each run: ``fold<k>`` for cross-validation, the protocol name otherwise."""
+    ks = sorted(int(c.split("_")[1]) for c in table.columns if c.startswith("split_"))
+    if config["run_folds"] is not None:
+        unknown = sorted(set(config["run_folds"]) - set(ks))
+        if unknown:
+            raise ConfigError(f"run_folds={config['run_folds']}: no fold {unknown} (folds: {ks})")
+        ks = [k for k in ks if k in config["run_folds"]]
+    return [(k, f"fold{k}" if config["protocol"] == "cv" else config["protocol"]) for k in ks]
+
+
+def needs_gaze(config: dict[str, Any], split: str) -> bool:
+    """GAT reads gaze while training; KFN always; GG-CAM in training and validation (its loss)."""
+    model = config["model"]
+    if model == "kfn":
+        return True
+    if model == "gat":
+        return split == "train"
+    if model == "ggcam":
+        return config["ggcam_use_gaze"] and split in ("train", "val")
+    return False
+
+
+def input_hw(config: dict[str, Any]) -> tuple[int, int]:
+    """(H, W) of the network input."""
+    size = config["input_size"]
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def build_dataset(config: dict[str, Any], catalogue: Catalogue, rows, split: str, with_gaze: bool) -> CXREyeDataset:
+    """A subset of the catalogue with the CXR transform (resize to input_size; augmentation on train)."""
+    height, width = input_hw(config)
+    transform = build_resize_transforms(train=split == "train", size=(height, width), augment=config["augment"])
+    return CXREyeDataset(catalogue, rows, transform, with_gaze, draft_size=(width, height))
+
+
+def build_loaders(config: dict[str, Any], catalogue: Catalogue, table: pd.DataFrame, k: int) -> dict[str, DataLoader]:
+    """train (shuffled), val and test loaders of run ``k``; val = test with ``select_on_test``."""
+    column = table[f"split_{k}"]
+    loaders = {}
+    for split in ("train", "val", "test"):
+        source = "test" if split == "val" and config["select_on_test"] else split
+        rows = column.index[column == source].to_numpy()
+        if len(rows) == 0:
+            raise ValueError(f"run {k}: the {split} split is empty ({config['protocol']} protocol)")
+        dataset = build_dataset(config, catalogue, rows, split, needs_gaze(config, split))
+        loaders[split] = DataLoader(dataset, batch_size=config["batch_size"], shuffle=split == "train",
+                                    num_workers=config["workers"])
+    return loaders
+
+
+def gat_fold_checkpoint(pretrained_dir: Path, k: int) -> Path:
+    """The GAT checkpoint of fold ``k``: ours (``fold<k>/ckpt_best.pt``) or HAFC's (``<k>_fold/best.pth``)."""
+    for candidate in (pretrained_dir / f"fold{k}" / "ckpt_best.pt", pretrained_dir / f"{k}_fold" / "best.pth"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"pretrained_dir={str(pretrained_dir)!r}: no GAT checkpoint for fold {k} "
+        f"(looked for fold{k}/ckpt_best.pt and {k}_fold/best.pth); train GAT with the same protocol and rseed first")
+
+
+def build_model(config: dict[str, Any], k: int = 0) -> nn.Module:
+    """The configured model for run ``k`` (KFN: initialised from fold k's GAT when ``pretrained_dir``)."""
+    name = config["model"]
+    common = dict(num_classes=3, backbone=config["backbone"], input_size=config["input_size"],
+                  pretrained_path=weights_path(config["pretrain_path"], REPO_ROOT))
+    if name == "ggcam":
+        return create_model(name, **common, use_gaze=config["ggcam_use_gaze"], cam_target=config["cam_target"],
+                            log_sigma_ce=config["log_sigma_ce"], log_sigma_gaze=config["log_sigma_gaze"])
+    common.update(encoder_only=config["encoder_only"], dropout=config["dropout"])
+    common["input_size"] = min(input_hw(config))
+    if name == "gat":
+        return create_model(name, **common, window_preset="cxr", gaze_threshold=config["gaze_threshold"],
+                            window_loss_from_epoch=config["window_loss_from_epoch"])
+    if name == "kfn":
+        gat = config["pretrained_dir"] and str(gat_fold_checkpoint(resolve_path(config["pretrained_dir"]), k))
+        return create_model(name, **common, gaze_threshold=config["gaze_threshold"], gat_checkpoint=gat or None)
+    return create_model(name, **common)
+
+
+def run_dir(config: dict[str, Any]) -> Path:
+    """``model_path/model_name``, e.g. runs/cxr/gat_cv_rseed1."""
+    return resolve_path(config["model_path"]) / config["model_name"]

@@ -1,0 +1,145 @@
+"""cxr/train.py and cxr/evaluate.py end to end on a tiny synthetic CXR-Eye tree (5-fold CV)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pandas as pd
+import pytest
+import torch
+
+from cxr import evaluate as cxr_evaluate
+from cxr import train as cxr_train
+from cxr.experiment import build_model, load_cxr_config
+from gaze.demo_cxr import make_synthetic_cxr_eye
+from gaze.models.kfn import KFN
+
+FOLD_FILES = ("config.json", "metrics.csv", "ckpt_best.pt", "ckpt_last.pt", "classification_report.json",
+              "classification_results.csv", "predictions.csv", "confusion_matrix.png", "NET.pt",
+              "training_process.png", "params.json")
+
+
+@pytest.fixture(scope="module")
+def tiny_cxr(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "synthetic_cxr"
+    make_synthetic_cxr_eye(root, images_per_class=10, image_size=(96, 128), seed=3)
+    return root
+
+
+def common_args(root, run_root, *extra):
+    return [f"--mimic_root={root / 'mimic-cxr-jpg'}", f"--egd_dir={root / 'egd-cxr'}", "--input_size=64",
+            "--batch_size=8", "--backbone=resnet18", "--pretrain_path=None", "--end_epoch=1",
+            "--val_fraction=0.2", f"--model_path={run_root}", "--cam_images=2", *extra]
+
+
+@pytest.fixture(scope="module")
+def gat_run(tiny_cxr, tmp_path_factory):
+    run_root = tmp_path_factory.mktemp("runs")
+    args = common_args(tiny_cxr, run_root, "--model=gat", "--gcam_viz=True", "--window_loss_from_epoch=1")
+    assert cxr_train.main(args) == 0
+    return run_root / "gat_cv_rseed1", args
+
+
+def test_one_epoch_cv_run_writes_every_artefact(gat_run, tiny_cxr):
+    run_dir, _ = gat_run
+    splits = pd.read_csv(run_dir / "splits.csv", dtype=str, keep_default_na=False)
+    assert len(splits) == 30 and {f"split_{k}" for k in range(5)} <= set(splits.columns)
+    for k in range(5):
+        fold = run_dir / f"fold{k}"
+        for name in FOLD_FILES:
+            assert (fold / name).is_file(), f"fold{k}/{name}"
+        assert len(list((fold / "viz_plots").glob("gat_*.png"))) == 2
+        test_ids = set(splits["dicom_id"][splits[f"split_{k}"] == "test"])
+        results = pd.read_csv(fold / "classification_results.csv", dtype={"dicom_id": str})
+        assert set(results["dicom_id"]) == test_ids  # GG-CAM's file, with the dicom_id it lacked
+        assert list(results.columns) == ["dicom_id", "label", "prob_Normal", "prob_CHF", "prob_pneumonia"]
+        report = json.loads((fold / "classification_report.json").read_text())
+        assert {"top1", "macro_f1", "weighted_f1", "roc_auc_ovr", "roc_auc_ovo"} <= set(report)
+        params = json.loads((fold / "params.json").read_text())
+        assert params["total_param"] > 1e6 and params["fold"] == k
+        net = torch.load(fold / "NET.pt", weights_only=True)
+        assert "classifier.weight" in net
+    metrics = pd.read_csv(run_dir / "cv_metrics.csv")
+    assert list(metrics["fold"]) == [0, 1, 2, 3, 4]
+    summary = json.loads((run_dir / "cv_summary.json").read_text())
+    assert summary["metrics"]["accuracy"]["mean"] == pytest.approx(metrics["accuracy"].mean())
+    assert summary["metrics"]["accuracy"]["std"] == pytest.approx(metrics["accuracy"].std(ddof=1))
+
+
+def test_window_loss_ran_and_folds_are_patient_disjoint(gat_run):
+    run_dir, _ = gat_run
+    assert "train_loss_window" in pd.read_csv(run_dir / "fold0" / "metrics.csv").columns
+    splits = pd.read_csv(run_dir / "splits.csv", dtype=str, keep_default_na=False)
+    for k in range(5):
+        sets = {s: set(splits["patient_id"][splits[f"split_{k}"] == s]) for s in ("train", "val", "test")}
+        assert not (sets["train"] & sets["test"]) and not (sets["train"] & sets["val"]) and not (sets["val"] & sets["test"])
+        assert sets["val"], "a validation part is carved from each fold's training patients"
+
+
+def test_evaluate_reproduces_each_fold(gat_run, tmp_path):
+    run_dir, args = gat_run
+    assert cxr_evaluate.main([*args, f"--checkpoint_dir={run_dir}", f"--eval_dir={tmp_path}"]) == 0
+    evaluated = pd.read_csv(tmp_path / "cv_metrics.csv")
+    trained = pd.read_csv(run_dir / "cv_metrics.csv")
+    pd.testing.assert_series_equal(evaluated["accuracy"], trained["accuracy"])
+
+
+def test_kfn_starts_from_the_gat_fold_checkpoints(gat_run):
+    run_dir, args = gat_run
+    config = load_cxr_config([*args, "--model=kfn", f"--pretrained_dir={run_dir}"])
+    model = build_model(config, k=3)
+    assert isinstance(model, KFN)
+    gat = torch.load(run_dir / "fold3" / "ckpt_best.pt", weights_only=True)["model"]
+    for key, tensor in model.image_backbone.net.state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            torch.testing.assert_close(tensor, gat[f"backbone.net.{key}"])
+            torch.testing.assert_close(model.gaze_backbone.net.state_dict()[key], gat[f"backbone.net.{key}"])
+    missing = load_cxr_config([*args, "--model=kfn", f"--pretrained_dir={run_dir / 'nothing'}"])
+    with pytest.raises(FileNotFoundError, match="fold3/ckpt_best.pt"):
+        build_model(missing, k=3)
+
+
+def test_kfn_from_a_hafc_fold_checkpoint(tiny_cxr, tmp_path):
+    """A bare HAFC GAT state dict (encoder.* + classification_head.*) initialises KFN."""
+    args = common_args(tiny_cxr, tmp_path, "--backbone=efficientnet_b0")
+    gat = build_model(load_cxr_config([*args, "--model=gat"]))
+    state = {"encoder." + k[len("backbone.net."):]: v for k, v in gat.state_dict().items() if k.startswith("backbone.net.")}
+    state["encoder.conv_head.weight"] = torch.zeros(1280, 320, 1, 1)  # smp keeps the unused head conv
+    state["classification_head.3.weight"] = gat.classifier.weight.detach()
+    state["classification_head.3.bias"] = gat.classifier.bias.detach()
+    (tmp_path / "hafc" / "2_fold").mkdir(parents=True)
+    torch.save(state, tmp_path / "hafc" / "2_fold" / "best.pth")
+    kfn = build_model(load_cxr_config([*args, "--model=kfn", f"--pretrained_dir={tmp_path / 'hafc'}"]), k=2)
+    torch.testing.assert_close(kfn.gaze_backbone.net.conv_stem.weight, gat.backbone.net.conv_stem.weight)
+
+
+def test_ggcam_one_fold_runs_and_selects_on_its_loss(tiny_cxr, tmp_path):
+    args = common_args(tiny_cxr, tmp_path, "--model=ggcam", "--run_folds=[0]", "--end_epoch=2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert cxr_train.main(args) == 0
+    fold = tmp_path / "ggcam_cv_rseed1" / "fold0"
+    for name in FOLD_FILES:
+        assert (fold / name).is_file(), name
+    params = json.loads((fold / "params.json").read_text())
+    assert params["select_metric"] == "loss" and params["cam_target"] == "true"
+    assert params["config"]["lr_schedule"] == "plateau" and params["config"]["init_lr"] == 5e-3  # ResNet
+    metrics = pd.read_csv(fold / "metrics.csv")
+    assert {"train_loss_gaze", "train_sigma_ce", "train_sigma_gaze"} <= set(metrics.columns)
+    assert metrics["val_loss"].iloc[0] > 1e3  # the whole weighted sum, not the CE
+
+
+def test_select_on_test_validates_on_the_test_fold(tiny_cxr, tmp_path):
+    args = common_args(tiny_cxr, tmp_path, "--model=baseline", "--select_on_test=True", "--run_folds=[1]")
+    with pytest.warns(UserWarning, match="TEST fold"):
+        assert cxr_train.main(args) == 0
+    fold = tmp_path / "baseline_cv_rseed1" / "fold1"
+    val = pd.read_csv(fold / "val_predictions.csv", dtype={"id": str})
+    test = pd.read_csv(fold / "predictions.csv", dtype={"id": str})
+    assert sorted(val["id"]) == sorted(test["id"])
+
+
+def test_unknown_model_is_a_config_error(capsys):
+    assert cxr_train.main(["--model=unet"]) == 2
+    assert "model='unet'" in capsys.readouterr().err
