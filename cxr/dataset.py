@@ -157,21 +157,39 @@ def _image_size(path: Path) -> tuple[int, int]:
         return image.size
 
 
+class _FixationMaps:
+    """Map producer for fixations.csv records (a picklable callable, for spawned DataLoader workers)."""
+
+    def __init__(self, records: dict, sigma: float | None, duration_weighted: bool) -> None:
+        self.records, self.sigma, self.duration_weighted = records, sigma, duration_weighted
+
+    def __call__(self, dicom_id: str) -> torch.Tensor:
+        record = self.records[dicom_id]
+        size = (record.width, record.height)
+        return egd_heatmap(record, sigma=gaze_sigma_for(size, self.sigma), size=render_size(size),
+                           duration_weighted=self.duration_weighted)
+
+
+class _PngMaps:
+    """Map producer for ``<folder>/<dicom_id>/heatmap.png`` files (picklable)."""
+
+    def __init__(self, folder: Path, sizes: dict, mode: str) -> None:
+        self.folder, self.sizes, self.mode = folder, sizes, mode
+
+    def __call__(self, dicom_id: str) -> torch.Tensor:
+        heatmap = torch.from_numpy(read_heatmap_png(self.folder / dicom_id / "heatmap.png", mode=self.mode))
+        return F.interpolate(heatmap[None, None], size=render_size(self.sizes[dicom_id]), mode="bilinear",
+                             antialias=True, align_corners=False)[0, 0].clamp(0, 1)
+
+
 def _fixation_maps(egd_dir, master, frame, sigma, duration_weighted, calibrate, lines):
     """The map producer for fixations.csv, which images have fixations, cache params, source."""
     source = egd_dir / "fixations.csv"
     sizes = {d: (int(w), int(h)) for d, w, h in zip(frame["dicom_id"], frame["width"], frame["height"])}
     gaze = read_egd_fixations(source, master, sizes, calibrate=calibrate)
     lines.append("  " + gaze.summary().replace("\n", "\n  "))
-    records = gaze.records
-
-    def produce(dicom_id: str) -> torch.Tensor:
-        record = records[dicom_id]
-        size = (record.width, record.height)
-        return egd_heatmap(record, sigma=gaze_sigma_for(size, sigma), size=render_size(size),
-                           duration_weighted=duration_weighted)
-
-    has_gaze = frame["dicom_id"].isin(records).to_numpy()
+    produce = _FixationMaps(gaze.records, sigma, duration_weighted)
+    has_gaze = frame["dicom_id"].isin(gaze.records).to_numpy()
     return produce, has_gaze, {"sigma": sigma, "weighted": duration_weighted, "calibrate": calibrate}, source
 
 
@@ -180,19 +198,12 @@ def _png_maps(egd_dir, heatmaps_dir, frame, mode, lines):
     folder = Path(heatmaps_dir) if heatmaps_dir is not None else egd_dir / "fixation_heatmaps"
     if not folder.is_dir():
         raise FileNotFoundError(f"heatmaps_dir {folder} does not exist (expected <dicom_id>/heatmap.png files)")
-    sizes = dict(zip(frame["dicom_id"], zip(frame["width"], frame["height"])))
-
-    def produce(dicom_id: str) -> torch.Tensor:
-        heatmap = torch.from_numpy(read_heatmap_png(folder / dicom_id / "heatmap.png", mode=mode))
-        out_h, out_w = render_size(sizes[dicom_id])
-        return F.interpolate(heatmap[None, None], size=(out_h, out_w), mode="bilinear", antialias=True,
-                             align_corners=False)[0, 0].clamp(0, 1)
-
+    sizes = {d: (int(w), int(h)) for d, w, h in zip(frame["dicom_id"], frame["width"], frame["height"])}
     has_gaze = np.array([(folder / d / "heatmap.png").is_file() for d in frame["dicom_id"]], dtype=bool)
     lines.append(f"  {folder}: {int(has_gaze.sum())} heatmap.png files for the {len(frame)} images "
                  f"(read as {mode})")
     files = [folder / d / "heatmap.png" for d in frame["dicom_id"][has_gaze].head(1)]
-    return produce, has_gaze, {"mode": mode}, files[0] if files else folder
+    return _PngMaps(folder, sizes, mode), has_gaze, {"mode": mode}, files[0] if files else folder
 
 
 class CXREyeDataset(Dataset):

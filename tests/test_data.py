@@ -188,3 +188,54 @@ def test_cache_folder_name_tracks_params_and_files(tmp_path):
     stamp = source.stat().st_mtime_ns + 10**9
     os.utime(source, ns=(stamp, stamp))
     assert name != cache_folder_name("gaze", [source], sigma=None, min_duration=100)
+
+
+# ----------------------------------------------------------------------------- load_rgb_image(draft_size)
+def _grey_picture(width: int = 800, height: int = 600) -> Image.Image:
+    """A smooth grey picture with structure (gradient + waves), mode L."""
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
+    values = 40 + 120 * cols / width + 50 * np.sin(rows / 37.0) * np.cos(cols / 53.0) + 30 * rows / height
+    return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), mode="L")
+
+
+def _expected_draft_size(original: tuple[int, int], request: tuple[int, int]) -> tuple[int, int]:
+    """The smallest original / 2^k (k = 0..3) that is at least the request in both sides."""
+    width, height = original
+    candidates = [(width // 2**k, height // 2**k) for k in range(4)]  # 800x600 divides by 8
+    fitting = [c for c in candidates if c[0] >= request[0] and c[1] >= request[1]]
+    return min(fitting, key=lambda c: c[0]) if fitting else original  # too large a request: full size
+
+
+@pytest.mark.parametrize(
+    "request_size", [(128, 128), (90, 90), (100, 75), (101, 75), (200, 150), (400, 300), (401, 300), (1000, 10)]
+)
+def test_jpeg_draft_decodes_smaller_but_large_enough(tmp_path, request_size):
+    path = _save(tmp_path / "grey.jpg", _grey_picture(), quality=95)
+    expected_size = _expected_draft_size((800, 600), request_size)
+    image = load_rgb_image(path, draft_size=request_size)
+    assert image.mode == "RGB" and image.size == expected_size
+    fits = image.size[0] >= request_size[0] and image.size[1] >= request_size[1]
+    assert fits or image.size == (800, 600)
+    assert image.size != (800, 600) or not (request_size[0] <= 400 and request_size[1] <= 300)
+    full = load_rgb_image(path)
+    assert full.size == (800, 600)
+    factor = 800 // expected_size[0]
+    reference = np.asarray(full.reduce(factor) if factor > 1 else full, dtype=np.float64)
+    assert np.abs(np.asarray(image, dtype=np.float64) - reference).mean() < 3
+
+
+def test_jpeg_draft_example_sizes(tmp_path):
+    path = _save(tmp_path / "grey.jpg", _grey_picture(), quality=95)
+    assert load_rgb_image(path, draft_size=(128, 128)).size == (200, 150)  # 1/4
+    assert load_rgb_image(path, draft_size=(100, 75)).size == (100, 75)  # 1/8
+    assert load_rgb_image(path, draft_size=(300, 300)).size == (400, 300)  # 1/2
+    assert load_rgb_image(path, draft_size=(300, 301)).size == (800, 600)  # 1/2 would be 300 high
+    assert load_rgb_image(path, draft_size=None).size == (800, 600)
+
+
+def test_png_ignores_draft_size(tmp_path):
+    picture = _grey_picture()
+    path = _save(tmp_path / "grey.png", picture)
+    image = load_rgb_image(path, draft_size=(128, 128))
+    assert image.mode == "RGB" and image.size == (800, 600)
+    assert np.array_equal(np.asarray(image)[..., 0], np.asarray(picture))

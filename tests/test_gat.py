@@ -199,3 +199,60 @@ def test_gaze_required_for_the_window_loss(gat):
     with pytest.raises(KeyError, match="gaze"):
         gat.loss(batch)
     gat.epoch = 1
+
+
+# ----------------------------------------------------------------------------- gaze_threshold (CXR-Eye y_hm)
+@pytest.fixture(scope="module")
+def cxr_models():
+    """Two GATs on the CXR window preset at 64 px: thresholded at 0.3 and not."""
+    torch.manual_seed(0)
+    kwargs = dict(num_classes=3, backbone="resnet18", input_size=64, window_preset="cxr", pretrained_path=None)
+    thresholded = create_model("gat", gaze_threshold=0.3, **kwargs).eval()
+    plain = create_model("gat", **kwargs).eval()
+    return thresholded, plain
+
+
+def _plateau_and_peak(size: int = 64) -> torch.Tensor:
+    """(2,1,S,S): a broad 0.25 plateau on the left, a small 1.0 peak bottom right (and a noisy copy)."""
+    gaze = torch.zeros(2, 1, size, size)
+    gaze[:, :, :, :40] = 0.25
+    gaze[:, :, 54:58, 56:60] = 1.0
+    gaze[1] += 0.02 * torch.rand(1, size, size, generator=torch.Generator().manual_seed(0))
+    return gaze
+
+
+def _contains(boxes: torch.Tensor, row: float, col: float) -> torch.Tensor:
+    """(…,) whether each (col0, row0, col1, row1) box holds the point."""
+    return (boxes[..., 0] <= col) & (col < boxes[..., 2]) & (boxes[..., 1] <= row) & (row < boxes[..., 3])
+
+
+def test_gaze_threshold_scores_the_thresholded_map(cxr_models):
+    thresholded, plain = cxr_models
+    assert thresholded.gaze_threshold == 0.3 and plain.gaze_threshold is None
+    assert thresholded.geometry == plain.geometry == window_geometry(64, "cxr")
+    gaze = _plateau_and_peak()
+    got = thresholded.propose(gaze)
+    expected = propose_windows(gaze * (gaze > 0.3), thresholded.geometry)
+    assert torch.equal(got.indices, expected.indices) and torch.equal(got.boxes, expected.boxes)
+    torch.testing.assert_close(got.scores, expected.scores)
+    unthresholded = plain.propose(gaze)
+    assert torch.equal(unthresholded.indices, propose_windows(gaze, plain.geometry).indices)
+    assert not torch.equal(got.indices, unthresholded.indices)
+    # Independent reading: with the threshold the best window of each group (group-major,
+    # n_list (2, 3, 4): positions 0, 2, 5) holds the peak; without it the best large window
+    # covers the plateau and misses the peak.
+    assert _contains(got.boxes[:, [0, 2, 5]], 55.5, 57.5).all()
+    assert not _contains(unthresholded.boxes[:, 0], 55.5, 57.5).any()
+    assert (unthresholded.boxes[:, 0, 0] == 0).all()  # flush with the plateau's left edge
+
+
+def test_gaze_threshold_is_used_by_the_window_logits(cxr_models):
+    thresholded, plain = cxr_models
+    gaze = _plateau_and_peak()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        logits = thresholded.window_logits(images, gaze)
+        boxes = propose_windows(gaze * (gaze > 0.3), thresholded.geometry).boxes
+        expected = thresholded(crop_windows(images, boxes, thresholded.window_size))
+    assert logits.shape == (18, 3) and thresholded.window_size == 32
+    torch.testing.assert_close(logits, expected)

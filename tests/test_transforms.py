@@ -15,6 +15,7 @@ from gaze.transforms import (
     IMAGENET_MEAN,
     AttentionMap,
     JointTransform,
+    build_resize_transforms,
     build_transforms,
     denormalize,
     normalize_attention,
@@ -148,3 +149,65 @@ def test_tensor_images_and_repr():
     out, att = transform(torch.randint(0, 255, (3, 30, 40), dtype=torch.uint8), torch.rand(1, 30, 40))
     assert out.shape == (3, 20, 20) and att.shape == (1, 20, 20) and type(out) is torch.Tensor
     assert isinstance(transform, JointTransform) and "RandomCrop" in repr(transform)
+
+
+# ----------------------------------------------------------------------------- build_resize_transforms
+def _centroid(weights: torch.Tensor) -> torch.Tensor:
+    """(row, col) centre of mass of a non-negative (H, W) map."""
+    rows = torch.arange(weights.shape[0], dtype=torch.float64)[:, None]
+    cols = torch.arange(weights.shape[1], dtype=torch.float64)[None, :]
+    weights = weights.to(torch.float64)
+    total = weights.sum()
+    assert total > 0
+    return torch.stack([(weights * rows).sum() / total, (weights * cols).sum() / total])
+
+
+def _bright_mass(image: torch.Tensor) -> torch.Tensor:
+    """(H, W) brightness above the darkest pixel of a normalised image (jitter offsets cancel)."""
+    grey = denormalize(image).mean(0)
+    return grey - grey.min()
+
+
+@pytest.mark.parametrize("train, augment", [(False, False), (True, False), (True, True)])
+def test_resize_transforms_keep_image_and_attention_aligned(train, augment):
+    image, attention = _square_pair(width=90, height=70, box=(52, 14, 20, 16))
+    transform = build_resize_transforms(train, (48, 40), augment=augment)
+    # Independent expectation without augmentation: the square's centre scaled per axis.
+    expected = torch.tensor([(14 + 8) * 48 / 70 - 0.5, (52 + 10) * 40 / 90 - 0.5], dtype=torch.float64)
+    for seed in range(8):
+        torch.manual_seed(seed)
+        out, att = transform(image, attention)
+        assert out.shape == (3, 48, 40) and att.shape == (1, 48, 40)
+        image_centre, attention_centre = _centroid(_bright_mass(out)), _centroid(att[0])
+        assert torch.dist(image_centre, attention_centre) <= 1.5, (seed, image_centre, attention_centre)
+        if not augment:
+            assert torch.dist(attention_centre, expected) <= 0.5
+        else:  # 4 % shift (<= 1.9 px), 5 deg about the centre (~1 px), 5 % scale (~0.6 px)
+            assert torch.dist(attention_centre, expected) <= 4.5
+
+
+def test_resize_train_augmentation_is_random_but_shared():
+    image, attention = _square_pair(width=90, height=70, box=(52, 14, 20, 16))
+    transform = build_resize_transforms(True, (48, 40), augment=True)
+    centres = []
+    for seed in range(6):
+        torch.manual_seed(seed)
+        centres.append(_centroid(transform(image, attention)[1][0]))
+    spread = torch.stack(centres).std(0)
+    assert spread.max() > 0.2  # the affine is really applied (and drawn per call)
+
+
+def test_resize_transforms_never_flip():
+    width, height = 80, 60
+    pixels = np.zeros((height, width, 3), dtype=np.uint8)
+    pixels[20:36, 4:16] = 255  # marker on the left
+    attention = torch.zeros(height, width)
+    attention[20:36, 4:16] = 1.0
+    transform = build_resize_transforms(True, (48, 40), augment=True)
+    for seed in range(20):
+        torch.manual_seed(seed)
+        out, att = transform(Image.fromarray(pixels), attention)
+        image_col = float(_centroid(_bright_mass(out))[1])
+        attention_col = float(_centroid(att[0])[1])
+        assert image_col < 40 / 4 and attention_col < 40 / 4, (seed, image_col, attention_col)
+    assert "Flip" not in repr(transform)
