@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
