@@ -14,7 +14,7 @@
 # --- method
 model = 'gat'                 # 'gat' | 'kfn' | 'ggcam' | 'baseline' (HAFC: gat / kfn; GG-CAM: ggcam)
 backbone = 'tf_efficientnet_lite0'  # any timm name; HAFC: 'efficientnet_b0' (smp timm-efficientnet-b0); GG-CAM: 'efficientnetv2_s' | 'resnet50'
-pretrain_path = 'package:efficientnet-lite0'  # local ImageNet weights or package alias; None = from scratch (GG-CAM); HAFC: ImageNet
+pretrain_path = 'default'     # local weight file or package alias; None = from scratch; 'default': the package's real ImageNet weights for tf_efficientnet_lite0 (GAT/KFN/baseline; HAFC used ImageNet), from scratch for GG-CAM (as published) and other backbones
 encoder_only = True           # GAT/KFN/baseline: stop at the last stage like the smp encoders (b0: 320 channels, cxr §2.3)
 dropout = 0.0                 # GAT/baseline head dropout (HAFC scripts: 0.0; argparse default 0.5)
 gaze_threshold = 0.3          # HAFC mask minmax(map) > 0.3: KFN's masked image and GAT's window map y_hm = map * mask (cxr §2.1); None: the map itself

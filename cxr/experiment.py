@@ -45,7 +45,7 @@ def load_cxr_config(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def method_defaults(config: dict[str, Any]) -> dict[str, Any]:
-    """Fill the keys left at None with the method's published value, and the engine's selection keys.
+    """Fill the keys left at None (or 'default') with the method's published value, and the engine's selection keys.
 
     HAFC GAT/KFN/baseline (cxr §2.5-2.6): Adam 5e-4, MultiStepLR [50] x0.1, best accuracy.
     GG-CAM (cxr §3.5): Adam 6e-3 (EfficientNet) / 5e-3 (ResNet), ReduceLROnPlateau on the
@@ -53,9 +53,12 @@ def method_defaults(config: dict[str, Any]) -> dict[str, Any]:
     weights on every drop, stop after 83 epochs without improvement or below lr 1e-8.
     """
     config = dict(config)
+    ggcam = config["model"] == "ggcam"
+    if config["pretrain_path"] == "default":
+        lite0 = config["backbone"] == "tf_efficientnet_lite0" and not ggcam
+        config["pretrain_path"] = "package:efficientnet-lite0" if lite0 else None
     if config["rseed"] is None:
         config["rseed"] = DEFAULT_RSEED.get(config["protocol"], 0)
-    ggcam = config["model"] == "ggcam"
     if config["init_lr"] is None:
         config["init_lr"] = (5e-3 if "resnet" in config["backbone"] else 6e-3) if ggcam else 5e-4
     if config["lr_schedule"] is None:

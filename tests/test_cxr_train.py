@@ -143,3 +143,15 @@ def test_select_on_test_validates_on_the_test_fold(tiny_cxr, tmp_path):
 def test_unknown_model_is_a_config_error(capsys):
     assert cxr_train.main(["--model=unet"]) == 2
     assert "model='unet'" in capsys.readouterr().err
+
+
+def test_method_defaults_follow_the_papers():
+    gat = load_cxr_config([])
+    assert gat["pretrain_path"] == "package:efficientnet-lite0" and gat["init_lr"] == 5e-4
+    assert gat["lr_schedule"] == "multistep" and gat["select_metric"] == "top1" and gat["rseed"] == 1
+    ggcam = load_cxr_config(["--model=ggcam", "--backbone=resnet50"])
+    assert ggcam["pretrain_path"] is None  # from scratch as published; the Lite0 weights would not fit
+    assert (ggcam["init_lr"], ggcam["lr_schedule"], ggcam["early_stop_patience"]) == (5e-3, "plateau", 83)
+    assert ggcam["select_metric"] == "loss" and ggcam["val_loss"] == "model" and ggcam["reload_best_on_lr_drop"]
+    assert load_cxr_config(["--model=ggcam"])["init_lr"] == 6e-3  # EfficientNet family
+    assert load_cxr_config(["--protocol=holdout"])["rseed"] == 42  # EGD's seed

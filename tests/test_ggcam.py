@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import math
 
 import pytest
@@ -173,7 +175,12 @@ def test_published_backbones_shapes_and_initial_values(arch, channels, log_sigma
 
 
 def test_unknown_backbone_family_uses_minus_16(caplog):
-    model = GGCAM(backbone="mobilenetv3_small_050", num_classes=3)
+    logger = logging.getLogger("gaze.models.ggcam")  # the 'gaze' logger may not propagate after a training run
+    logger.addHandler(caplog.handler)
+    try:
+        model = GGCAM(backbone="mobilenetv3_small_050", num_classes=3)
+    finally:
+        logger.removeHandler(caplog.handler)
     assert model.log_sigma_gaze.item() == -16.0
     assert "no published log_sigma_gaze" in caplog.text
 

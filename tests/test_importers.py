@@ -110,3 +110,22 @@ def test_wrong_model_is_a_clear_error(tmp_path):
     other_classes = create_model("gat", num_classes=5, backbone="resnet18", input_size=SIZE)
     with pytest.raises(ValueError, match="shape mismatch for 'classifier.weight'"):
         load_model_checkpoint(other_classes, path)
+
+
+def test_hafc_cxr_checkpoints_convert():
+    from gaze.models.importers import convert_checkpoint
+
+    gat = {"encoder.conv_stem.weight": torch.ones(32, 3, 3, 3), "encoder.conv_head.weight": torch.ones(1280, 320, 1, 1),
+           "encoder.bn2.weight": torch.ones(1280), "classification_head.3.weight": torch.full((3, 320), 2.0),
+           "classification_head.3.bias": torch.zeros(3)}
+    converted = convert_checkpoint(gat, "gat.pth")
+    assert converted["model_name"] == "gat" and converted["config"]["num_classes"] == 3
+    assert set(converted["model"]) == {"backbone.net.conv_stem.weight", "classifier.weight", "classifier.bias"}
+    kfn = {"branch1.conv_stem.weight": torch.ones(32, 3, 3, 3), "branch2.conv_stem.weight": torch.zeros(32, 3, 3, 3),
+           "fc.weight": torch.ones(3, 640), "fc.bias": torch.ones(3)}
+    converted = convert_checkpoint(kfn, "kfn.pth")
+    assert converted["model_name"] == "kfn"
+    assert torch.equal(converted["model"]["gaze_backbone.net.conv_stem.weight"], kfn["branch2.conv_stem.weight"])
+    assert torch.equal(converted["model"]["classifier.weight"], kfn["fc.weight"])
+    with pytest.raises(ValueError, match=r"kfn\.pth.*unexpected keys \['extra\.weight'\]"):
+        convert_checkpoint({**kfn, "extra.weight": torch.ones(2)}, "kfn.pth")

@@ -145,7 +145,8 @@ def convert_hafc_cxr(
             head[key] = tensor
     weights = [k for k, v in head.items() if k.endswith("weight") and v.ndim == 2]
     if len(weights) != 1:
-        raise ValueError(f"{origin}: expected one Linear layer outside {sorted(branches)}, found {weights or list(head)[:5]}")
+        raise ValueError(f"{origin}: not a HAFC CXR-Eye checkpoint: expected one Linear layer outside "
+                         f"{sorted(branches)}, found {weights or 'none'} (first keys {list(state)[:5]})")
     bias = weights[0][: -len("weight")] + "bias"
     converted["classifier.weight"] = head.pop(weights[0])
     if bias in head:
