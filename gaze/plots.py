@@ -68,7 +68,10 @@ def plot_training_curves(metrics: str | os.PathLike | pd.DataFrame, path: str | 
         axis.set_title(title)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
-        if title == "learning rate" and (table[columns] > 0).all().all():
+        values = table[columns].to_numpy(dtype=float)
+        positive = bool((values > 0).all())
+        spread = positive and values.max() / values.min() > 1e3  # e.g. GG-CAM's weighted sum beside its parts
+        if positive and (title == "learning rate" or spread):
             axis.set_yscale("log")
     return save_figure(figure, path)
 

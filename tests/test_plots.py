@@ -67,3 +67,18 @@ def test_confusion_matrix_png_stays_readable(tmp_path, classes):
     path = plot_confusion_matrix(confusion, names, tmp_path / "cm.png")
     with Image.open(path) as image:
         assert 200 < image.width <= 1600 and 200 < image.height <= 1400  # not 10,000 px (cub_pim.md §3.7)
+
+
+def test_training_curves_use_log_axes_for_losses_spanning_orders_of_magnitude(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    scales = {}
+    monkeypatch.setattr(plt, "close", lambda figure=None: scales.update(
+        {axis.get_title(): axis.get_yscale() for axis in figure.axes}))
+    weighted = pd.DataFrame({"epoch": [1, 2], "lr": [5e-3, 5e-3], "train_loss": [6e18, 1e18],
+                             "train_loss_ce": [1.1, 1.0], "val_top1": [30.0, 35.0]})
+    plot_training_curves(weighted, tmp_path / "ggcam.png")  # GG-CAM: the weighted sum beside raw CE
+    assert scales == {"loss": "log", "accuracy (%)": "linear", "learning rate": "log"}
+    plain = weighted.assign(train_loss=[1.5, 1.2], lr=[0.0, 0.0])
+    plot_training_curves(plain, tmp_path / "plain.png")
+    assert scales == {"loss": "linear", "accuracy (%)": "linear", "learning rate": "linear"}
