@@ -155,3 +155,18 @@ def test_method_defaults_follow_the_papers():
     assert ggcam["select_metric"] == "loss" and ggcam["val_loss"] == "model" and ggcam["reload_best_on_lr_drop"]
     assert load_cxr_config(["--model=ggcam"])["init_lr"] == 6e-3  # EfficientNet family
     assert load_cxr_config(["--protocol=holdout"])["rseed"] == 42  # EGD's seed
+
+
+def test_gcam_viz_of_kfn_shows_both_branches(tiny_cxr, tmp_path):
+    from cxr.experiment import build_catalogue, build_dataset
+    from cxr.reports import write_gcam_panels
+
+    config = load_cxr_config(common_args(tiny_cxr, tmp_path, "--model=kfn"))
+    catalogue = build_catalogue(config)
+    dataset = build_dataset(config, catalogue, [0, 1, 2], "test", with_gaze=True)
+    paths = write_gcam_panels(build_model(config), config, dataset, tmp_path / "viz_plots", count=2)
+    assert [p.name for p in paths] == [f"TwoBranch_{i}.png" for i in catalogue.frame["dicom_id"][:2]]
+    from PIL import Image
+
+    with Image.open(paths[0]) as panel:  # image, gaze overlay, two branch CAMs side by side
+        assert panel.width > 3.0 * panel.height  # 3 panels would be ~2.5 wide
