@@ -149,9 +149,11 @@ def needs_gaze(config: dict[str, Any], split: str) -> bool:
 
 
 def input_hw(config: dict[str, Any]) -> tuple[int, int]:
-    """(H, W) of the network input."""
-    size = config["input_size"]
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    """(H, W) of the network input: ``input_hw`` when set, else the square ``input_size``."""
+    if config["input_hw"] is not None:
+        height, width = config["input_hw"]
+        return int(height), int(width)
+    return config["input_size"], config["input_size"]
 
 
 def build_dataset(config: dict[str, Any], catalogue: Catalogue, rows, split: str, with_gaze: bool) -> CXREyeDataset:
@@ -189,7 +191,7 @@ def gat_fold_checkpoint(pretrained_dir: Path, k: int) -> Path:
 def build_model(config: dict[str, Any], k: int = 0) -> nn.Module:
     """The configured model for run ``k`` (KFN: initialised from fold k's GAT when ``pretrained_dir``)."""
     name = config["model"]
-    common = dict(num_classes=3, backbone=config["backbone"], input_size=config["input_size"],
+    common = dict(num_classes=3, backbone=config["backbone"], input_size=input_hw(config),
                   pretrained_path=weights_path(config["pretrain_path"], REPO_ROOT))
     if name == "ggcam":
         return create_model(name, **common, use_gaze=config["ggcam_use_gaze"], cam_target=config["cam_target"],

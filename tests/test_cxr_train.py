@@ -115,7 +115,7 @@ def test_kfn_from_a_hafc_fold_checkpoint(tiny_cxr, tmp_path):
 
 
 def test_ggcam_one_fold_runs_and_selects_on_its_loss(tiny_cxr, tmp_path):
-    args = common_args(tiny_cxr, tmp_path, "--model=ggcam", "--run_folds=[0]", "--end_epoch=2")
+    args = common_args(tiny_cxr, tmp_path, "--model=ggcam", "--run_folds=[0]", "--end_epoch=2", "--input_hw=[64, 48]")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert cxr_train.main(args) == 0

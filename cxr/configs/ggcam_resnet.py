@@ -9,7 +9,7 @@
 model = 'ggcam'
 backbone = 'resnet50'
 pretrain_path = None
-input_size = [1536, 1280]
+input_hw = [1536, 1280]
 batch_size = 4
 protocol = 'ggcam'
 end_epoch = 1024
