@@ -128,8 +128,14 @@ def is_distributed() -> bool:
 
 
 def get_rank() -> int:
-    """Rank of this process (0 without a process group)."""
-    return torch_dist.get_rank() if torch_dist.is_available() and torch_dist.is_initialized() else 0
+    """Rank of this process: the process group's, else torchrun's ``RANK`` (0 in a plain process).
+
+    The environment matters after :func:`cleanup`: a torchrun worker that has left the
+    group is still not rank 0, so it must not print or write the run's files.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        return torch_dist.get_rank()
+    return int(os.environ.get("RANK", 0))
 
 
 def get_world_size() -> int:
@@ -142,6 +148,17 @@ def get_world_size() -> int:
 def is_main_process() -> bool:
     """True on rank 0 (and in a single process): the one that logs and writes files."""
     return get_rank() == 0
+
+
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s buffers (BatchNorm running statistics) to every rank (no-op alone).
+
+    Each DDP rank updates its running statistics on its own batches, so without this the
+    ranks would validate different models, and not the one rank 0 saves.
+    """
+    if is_distributed():
+        for buffer in module.buffers():
+            torch_dist.broadcast(buffer, src)
 
 
 def barrier() -> None:

@@ -49,6 +49,7 @@ from gaze.dist import (
     all_gather_objects,
     all_reduce_sum,
     barrier,
+    broadcast_buffers,
     cleanup,
     dist_info_from_env,
     epoch_seed,
@@ -626,6 +627,7 @@ def _fit(model, loaders, config, run_dir: Path, device: torch.device, info: Dist
             train_stats = train_one_epoch(
                 train_module, optimizer, train_loader, device, epoch, scheduler, scaler, dtype,
                 config["clip_grad_norm"], int(config["log_interval"]))
+            broadcast_buffers(model)  # every rank validates rank 0's model, the one saved
             val = evaluate(model, loaders["val"], device, dtype, model_loss)
             improved = _is_better(val[config["select_metric"]], state["best_metric"], config["select_metric"])
             if improved:

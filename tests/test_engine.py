@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from gaze.dist import is_main_process
 from gaze.engine import (
     ENGINE_DEFAULTS,
     build_optimizer,
@@ -401,7 +402,7 @@ def ddp_worker(rank: int, world_size: int, port: int, run_dir: str, out_dir: str
     plain = evaluate(model, DataLoader(ToyDataset(41, seed=1), batch_size=7), torch.device("cpu"))
     torch.save({"params": {k: v.detach() for k, v in model.named_parameters()}, "seen": model.seen,
                 "summary": summary, "plain_val": {k: plain[k] for k in ("top1", "loss", "num_samples")},
-                "writes": list(writes)}, Path(out_dir) / f"rank{rank}.pt")
+                "writes": list(writes), "main_after_fit": is_main_process()}, Path(out_dir) / f"rank{rank}.pt")
 
 
 @pytest.mark.slow
@@ -436,6 +437,11 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert ranks[0]["writes"] and not ranks[1]["writes"]  # only rank 0 writes files
     metrics = pd.read_csv(run_dir / "metrics.csv")
     assert list(metrics["epoch"]) == [1, 2]
+    # the epoch's validation used rank 0's BatchNorm statistics, i.e. the model that was saved
+    best_row = metrics[metrics["epoch"] == ranks[0]["summary"]["best_epoch"]].iloc[0]
+    assert best_row["val_loss"] == pytest.approx(ranks[0]["summary"]["val"]["loss"], rel=1e-5)
+    # torchrun workers stay non-main after leaving the process group (no duplicate prints)
+    assert [r["main_after_fit"] for r in ranks] == [True, False]
 
 
 # --------------------------------------------------------------------------- logging pieces the engine uses
