@@ -23,6 +23,7 @@ from cxr.dataset import Catalogue, CXREyeDataset, load_catalogue  # noqa: E402
 from cxr.prepare import DEFAULT_RSEED, build_split_table, check_patient_disjoint, read_split_table, write_split_table  # noqa: E402
 from gaze.config import ConfigError, load_config  # noqa: E402
 from gaze.demo import MARKER_NAME, ensure_synthetic_cxr_eye  # noqa: E402
+from gaze.dist import is_main_process  # noqa: E402
 from gaze.experiment import resolve_path as shared_resolve_path  # noqa: E402
 from gaze.experiment import weights_path  # noqa: E402
 from gaze.models import create_model  # noqa: E402
@@ -121,7 +122,8 @@ def saved_split_table(config: dict[str, Any], catalogue: Catalogue, out_dir: Pat
             raise ValueError(f"{path} differs from the splits of this config (protocol, rseed, data changed?); "
                              "use another model_name or delete the run folder")
         return table
-    write_split_table(table, path)
+    if is_main_process():
+        write_split_table(table, path)
     return table
 
 

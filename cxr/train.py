@@ -36,7 +36,7 @@ from cxr.experiment import (  # noqa: E402
 )
 from cxr.reports import write_cv_summary, write_fold_artefacts, write_gcam_panels  # noqa: E402
 from gaze.config import ConfigError  # noqa: E402
-from gaze.dist import is_main_process  # noqa: E402
+from gaze.dist import barrier, distributed_session, is_main_process  # noqa: E402
 from gaze.engine import fit  # noqa: E402
 
 
@@ -46,10 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    with distributed_session(config["device"]):  # one process group for every fold (torchrun)
+        return train_folds(config)
+
+
+def train_folds(config: dict) -> int:
+    """Every run of the protocol, then the cross-validation summary (rank 0 writes)."""
     catalogue = build_catalogue(config)
     out_dir = run_dir(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = saved_split_table(config, catalogue, out_dir)
+    barrier()  # rank 0 has written splits.csv
     fold_results = []
     for k, name in run_names(config, table):
         if is_main_process():

@@ -8,10 +8,12 @@ Nothing here (or anywhere in gaze) calls ``.cuda()``: tensors move with ``.to(de
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -148,6 +150,25 @@ def get_world_size() -> int:
 def is_main_process() -> bool:
     """True on rank 0 (and in a single process): the one that logs and writes files."""
     return get_rank() == 0
+
+
+@contextlib.contextmanager
+def distributed_session(device_name: str = "auto") -> Iterator[tuple[torch.device, DistInfo]]:
+    """``(device, info)`` inside the torchrun process group, joined here unless already joined.
+
+    A group this call joins is left at the end. Scripts that call :func:`gaze.engine.fit`
+    several times (cross-validation folds) wrap the whole loop in one session: leaving and
+    re-joining a gloo/nccl group on the same port between folds can hang.
+    """
+    info = dist_info_from_env()
+    device = resolve_device(device_name, info.local_rank)
+    owns_group = info.distributed and not (torch_dist.is_available() and torch_dist.is_initialized())
+    info = init_distributed(backend="nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield device, info
+    finally:
+        if owns_group:
+            cleanup()
 
 
 def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:

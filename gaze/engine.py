@@ -50,13 +50,10 @@ from gaze.dist import (
     all_reduce_sum,
     barrier,
     broadcast_buffers,
-    cleanup,
-    dist_info_from_env,
+    distributed_session,
     epoch_seed,
-    init_distributed,
     is_distributed,
     is_main_process,
-    resolve_device,
     seed_everything,
 )
 from gaze.logging import (
@@ -582,15 +579,8 @@ def fit(model: nn.Module, loaders: Mapping[str, DataLoader], config: Mapping, ru
         num_samples), ``run_dir``.
     """
     config = {**ENGINE_DEFAULTS, **config}
-    info = dist_info_from_env()
-    device = resolve_device(config["device"], info.local_rank)
-    owns_group = info.distributed and not torch.distributed.is_initialized()
-    info = init_distributed(backend="nccl" if device.type == "cuda" else "gloo")
-    try:
+    with distributed_session(config["device"]) as (device, info):
         return _fit(model, loaders, config, Path(run_dir), device, info)
-    finally:
-        if owns_group:
-            cleanup()
 
 
 def _fit(model, loaders, config, run_dir: Path, device: torch.device, info: DistInfo) -> dict:

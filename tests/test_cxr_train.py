@@ -170,3 +170,21 @@ def test_gcam_viz_of_kfn_shows_both_branches(tiny_cxr, tmp_path):
 
     with Image.open(paths[0]) as panel:  # image, gaze overlay, two branch CAMs side by side
         assert panel.width > 3.0 * panel.height  # 3 panels would be ~2.5 wide
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_run_several_folds(tiny_cxr, tmp_path):
+    """One process group for all folds: re-joining it per fold used to hang at fold 1."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(repo / "cxr" / "train.py"), *common_args(tiny_cxr, tmp_path, "--run_folds=[0, 1]")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = pd.read_csv(tmp_path / "gat_cv_rseed1" / "cv_metrics.csv")
+    assert list(metrics["fold"]) == [0, 1]
+    assert done.stdout.count("accuracy (%)") == 1  # rank 0 alone prints the summary
