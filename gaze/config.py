@@ -208,16 +208,19 @@ def _assigned_names(node: ast.stmt) -> list[str]:
 
 
 def _comment_for(node: ast.stmt, comments: dict[int, tuple[str, bool]]) -> str:
-    """The comment lines directly above an assignment, else the comment beside it."""
+    """The comment beside an assignment, else the comment lines directly above it.
+
+    Section headers above a key (``# --- data``) describe the section, not the key.
+    """
+    text, alone = comments.get(node.end_lineno, ("", True))
+    if text and not alone:
+        return text
     above = []
     row = node.lineno - 1
     while row in comments and comments[row][1]:
         above.insert(0, comments[row][0])
         row -= 1
-    if above:
-        return " ".join(above)
-    text, alone = comments.get(node.end_lineno, ("", True))
-    return "" if alone else text
+    return " ".join(line for line in above if not line.startswith("---"))
 
 
 def format_config(config: dict) -> str:

@@ -119,6 +119,14 @@ def test_bad_arguments(defaults):
         load_config(defaults, ["--config_files=[]"])
 
 
+def test_help_prefers_the_comment_beside_a_key_over_its_section_header(tmp_path):
+    path = tmp_path / "config.py"
+    path.write_text("# --- method\nmodel = 'gat'  # 'gat' | 'kfn'\n# --- data\nroot = 'data'\n# explained above\nsize = 3\n")
+    text = config_help(path)
+    assert "model = 'gat'  # 'gat' | 'kfn'" in text and "size = 3  # explained above" in text
+    assert "root = 'data'\n" in text + "\n" and "---" not in text
+
+
 def test_help_lists_keys_defaults_and_comments(defaults, capsys):
     text = config_help(defaults)
     assert "init_lr = 0.001  # learning rate of SGD (published value)" in text
