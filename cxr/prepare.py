@@ -418,11 +418,11 @@ def check_patient_disjoint(table: pd.DataFrame) -> None:
             )
 
 
-def describe_splits(table: pd.DataFrame) -> str:
+def describe_splits(table: pd.DataFrame, class_names: Sequence[str] | None = None) -> str:
     """Per run: images, patients and per-class image counts of train, val and test.
 
     An ``unused`` row is added for runs that leave images out. Classes are the table's sorted
-    labels, one column each.
+    labels, one column each, headed by ``class_names[label]`` when given.
     """
     classes = sorted(pd.unique(table["label"]))
     blocks = []
@@ -436,7 +436,8 @@ def describe_splits(table: pd.DataFrame) -> str:
                 int(per_class.get(c, 0)) for c in classes
             ]
         summary = pd.DataFrame.from_dict(
-            rows, orient="index", columns=["images", "patients"] + [str(c) for c in classes]
+            rows, orient="index",
+            columns=["images", "patients"] + [str(class_names[c] if class_names else c) for c in classes]
         )
         blocks.append(f"{column}\n{summary.to_string()}")
     return "\n\n".join(blocks)
@@ -499,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `cxr` importable from any cwd
     from cxr.experiment import build_catalogue, load_cxr_config, run_dir, saved_split_table
     from gaze.config import ConfigError
+    from gaze.egd import CLASS_NAMES
 
     try:
         config = load_cxr_config(argv)
@@ -508,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = run_dir(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = saved_split_table(config, build_catalogue(config), out_dir)
-    print(describe_splits(table))
+    print(describe_splits(table, CLASS_NAMES))
     print(f"-> {out_dir / 'splits.csv'}")
     return 0
 

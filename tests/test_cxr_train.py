@@ -188,3 +188,14 @@ def test_torchrun_two_processes_run_several_folds(tiny_cxr, tmp_path):
     metrics = pd.read_csv(tmp_path / "gat_cv_rseed1" / "cv_metrics.csv")
     assert list(metrics["fold"]) == [0, 1]
     assert done.stdout.count("accuracy (%)") == 1  # rank 0 alone prints the summary
+
+
+def test_prepare_cli_writes_the_splits_next_to_the_run(tiny_cxr, tmp_path, capsys):
+    from cxr.prepare import main as prepare_main
+    from cxr.prepare import read_split_table
+
+    assert prepare_main(common_args(tiny_cxr, tmp_path, "--protocol=holdout")) == 0
+    table = read_split_table(tmp_path / "gat_holdout_rseed42" / "splits.csv")
+    assert len(table) == 30 and set(table["split_0"]) == {"train", "val", "test"}
+    assert "Normal  CHF  pneumonia" in capsys.readouterr().out
+    assert not list((tiny_cxr / "egd-cxr").glob("*split*"))  # never written into the data folders
