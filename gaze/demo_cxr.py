@@ -31,7 +31,7 @@ fixations per CXR; on abnormal images 40-60 % of them on the findings (the conso
 the heart borders and both costophrenic angles), the rest scanning the lungs, heart and
 mediastinum; about 5 % in the screen padding. Fixations are drawn in image pixels and
 written as screen fractions (``FPOGX``, ``FPOGY``) through the exact inverse of the
-published screen->image mapping (cxr.md §1.3, :func:`screen_to_image`), so ``X_ORIGINAL``
+published screen->image mapping (cxr.md §1.3, :func:`gaze.egd.screen_to_image`), so ``X_ORIGINAL``
 and ``Y_ORIGINAL`` (-1 outside) are reproduced exactly by that mapping. Durations are
 0.06 s + lognormal (median 0.28 s). CXRs are shown in sessions of 30 in a shuffled order,
 with a calibration image (a white dot at the screen centre) about every 20 CXRs: its
@@ -59,6 +59,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter1d
 
 from gaze.atomic import atomic_write_bytes
+from gaze.egd import screen_to_image
 from gaze.synthetic import MARKER_NAME, reuse_or_clear
 
 #: Bumped when the drawing or the tables change, so ensure_synthetic_cxr_eye rebuilds old sets.
@@ -180,37 +181,10 @@ def screen_padding(width: int, height: int) -> ScreenPadding:
     return ScreenPadding(top, SCREEN_HEIGHT - shown_height - top, left, SCREEN_WIDTH - shown_width - left)
 
 
-def screen_to_image(
-    fpogx: np.ndarray, fpogy: np.ndarray, width: int, height: int, pad: ScreenPadding
-) -> tuple[np.ndarray, np.ndarray]:
-    """The published screen->image mapping (cxr.md §1.3, calibration off).
-
-    ``ex = FPOGX * 1920``, ``ey = FPOGY * 1080``; strictly inside the displayed rectangle
-    ``x = int((ex - left) * W_even / (1920 - left - right))`` and likewise y, with W and H
-    first rounded up to even numbers; -1 for both coordinates otherwise.
-
-    Args:
-        fpogx, fpogy: (N,) fixation points as fractions of the screen.
-        width, height: original image size in pixels.
-        pad: the image's screen padding.
-
-    Returns:
-        (x, y): (N,) int64 image pixels, -1 outside the image.
-    """
-    ex = np.asarray(fpogx, dtype=np.float64) * SCREEN_WIDTH
-    ey = np.asarray(fpogy, dtype=np.float64) * SCREEN_HEIGHT
-    inside = (pad.left < ex) & (ex < SCREEN_WIDTH - pad.right)
-    inside &= (pad.top < ey) & (ey < SCREEN_HEIGHT - pad.bottom)
-    even_width, even_height = width + width % 2, height + height % 2
-    x = ((ex - pad.left) * even_width / (SCREEN_WIDTH - pad.left - pad.right)).astype(np.int64)
-    y = ((ey - pad.top) * even_height / (SCREEN_HEIGHT - pad.top - pad.bottom)).astype(np.int64)
-    return np.where(inside, x, -1), np.where(inside, y, -1)
-
-
 def image_to_screen(
     x: np.ndarray, y: np.ndarray, width: int, height: int, pad: ScreenPadding
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`screen_to_image`: image pixels -> screen fractions (5 decimals).
+    """Inverse of :func:`gaze.egd.screen_to_image`: image pixels -> screen fractions (5 decimals).
 
     Each point goes to the screen centre of its pixel's bin, so that
     ``screen_to_image(image_to_screen(x, y)) == (int(x), int(y))`` for 0 <= x < W, 0 <= y < H
@@ -568,7 +542,7 @@ def _simulate_gaze(
     )
     fpogx[outside] = np.round(ex / SCREEN_WIDTH, FRACTION_DECIMALS)
     fpogy[outside] = np.round(rng.uniform(0.1, 0.9, size=outside.sum()), FRACTION_DECIMALS)
-    mapped_x, mapped_y = screen_to_image(fpogx, fpogy, width, height, pad)
+    mapped_x, mapped_y, _ = screen_to_image(fpogx, fpogy, pad.top, pad.bottom, pad.left, pad.right, width, height)
     expected_x = np.where(outside, -1, np.floor(x).astype(np.int64))
     expected_y = np.where(outside, -1, np.floor(y).astype(np.int64))
     if not (np.array_equal(mapped_x, expected_x) and np.array_equal(mapped_y, expected_y)):

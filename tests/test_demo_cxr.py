@@ -23,8 +23,8 @@ from gaze.demo_cxr import (
     image_to_screen,
     make_synthetic_cxr_eye,
     screen_padding,
-    screen_to_image,
 )
+from gaze.egd import screen_to_image
 
 SMALL = dict(images_per_class=6, image_size=(120, 160), seed=3)
 MASTER_COLUMNS = [
@@ -192,7 +192,7 @@ def test_inverse_mapping_round_trips_for_every_pixel_bin():
         y = np.concatenate([rng.uniform(0, height, 500), [height - 1e-6, 0.0, 0.5]])
         fpogx, fpogy = image_to_screen(x, y, width, height, pad)
         assert np.array_equal(fpogx, np.round(fpogx, 5))  # written with 5 decimals
-        mapped_x, mapped_y = screen_to_image(fpogx, fpogy, width, height, pad)
+        mapped_x, mapped_y, _ = screen_to_image(fpogx, fpogy, pad.top, pad.bottom, pad.left, pad.right, width, height)
         assert np.array_equal(mapped_x, np.floor(x).astype(int))
         assert np.array_equal(mapped_y, np.floor(y).astype(int))
         independent = [
@@ -201,7 +201,8 @@ def test_inverse_mapping_round_trips_for_every_pixel_bin():
         ]
         assert independent == list(zip(mapped_x[:50].tolist(), mapped_y[:50].tolist()))
     pad = screen_padding(100, 128)
-    x, y = screen_to_image(np.array([0.1, 0.5, 0.5]), np.array([0.5, 0.01, 0.5]), 100, 128, pad)
+    x, y, _ = screen_to_image(np.array([0.1, 0.5, 0.5]), np.array([0.5, 0.01, 0.5]),
+                              pad.top, pad.bottom, pad.left, pad.right, 100, 128)
     assert x.tolist() == [-1, -1, 50] and y.tolist() == [-1, -1, 64]
 
 
