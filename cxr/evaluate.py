@@ -19,7 +19,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `cxr` importable from any cwd
 
-import pandas as pd  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from cxr.experiment import (  # noqa: E402
@@ -27,6 +26,7 @@ from cxr.experiment import (  # noqa: E402
     build_catalogue,
     build_dataset,
     build_model,
+    fold_checkpoint,
     load_cxr_config,
     needs_gaze,
     resolve_path,
@@ -35,23 +35,12 @@ from cxr.experiment import (  # noqa: E402
     split_table,
 )
 from cxr.prepare import read_split_table  # noqa: E402
-from cxr.reports import FOLD_METRICS, write_cv_summary, write_gcam_panels  # noqa: E402
-from gaze.atomic import atomic_path  # noqa: E402
+from cxr.reports import fold_row, write_classification_results, write_cv_summary, write_gcam_panels  # noqa: E402
 from gaze.config import ConfigError  # noqa: E402
 from gaze.dist import resolve_device  # noqa: E402
 from gaze.engine import evaluate  # noqa: E402
 from gaze.models.importers import load_model_checkpoint  # noqa: E402
 from gaze.reports import write_reports  # noqa: E402
-
-
-def fold_checkpoint(checkpoint_dir: Path, k: int, name: str) -> Path:
-    """``<dir>/<name>/ckpt_best.pt`` (ours) or ``<dir>/<k>_fold/best.pth`` / ``<dir>/best.pth`` (HAFC)."""
-    for candidate in (checkpoint_dir / name / "ckpt_best.pt", checkpoint_dir / f"{k}_fold" / "best.pth",
-                      checkpoint_dir / "best.pth"):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"{checkpoint_dir}: no checkpoint for {name} (looked for {name}/ckpt_best.pt, "
-                            f"{k}_fold/best.pth and best.pth)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,17 +68,12 @@ def main(argv: list[str] | None = None) -> int:
                                              num_workers=config["workers"]), device)
         fold_dir = out_dir / name
         report = write_reports(results, fold_dir, dataset.classes)
-        table_out = pd.DataFrame({"dicom_id": results["ids"], "label": results["labels"]})
-        for c, class_name in enumerate(dataset.classes):
-            table_out[f"prob_{class_name}"] = results["probabilities"][:, c]
-        with atomic_path(fold_dir / "classification_results.csv") as temporary:
-            table_out.to_csv(temporary, index=False)
+        write_classification_results(fold_dir)
         if config["gcam_viz"]:
             write_gcam_panels(model, config, dataset, fold_dir / "viz_plots", config["cam_images"])
         print(f"{checkpoint}: {name} accuracy {report['top1']:.2f}% on {report['num_samples']} test images",
               flush=True)
-        rows.append({"fold": k, "best_epoch": None, "test_images": report["num_samples"],
-                     **{column: report[key] for key, column in FOLD_METRICS.items()}})
+        rows.append(fold_row(k, None, report))
     out_dir.mkdir(parents=True, exist_ok=True)
     print(write_cv_summary(rows, config, out_dir), flush=True)
     return 0

@@ -135,7 +135,12 @@ def run_names(config: dict[str, Any], table: pd.DataFrame) -> list[tuple[int, st
         if unknown:
             raise ConfigError(f"run_folds={config['run_folds']}: no fold {unknown} (folds: {ks})")
         ks = [k for k in ks if k in config["run_folds"]]
-    return [(k, f"fold{k}" if config["protocol"] == "cv" else config["protocol"]) for k in ks]
+    return [(k, run_name(config, k)) for k in ks]
+
+
+def run_name(config: dict[str, Any], k: int) -> str:
+    """Folder of run ``k``: ``fold<k>`` in cross-validation, the protocol's name otherwise."""
+    return f"fold{k}" if config["protocol"] == "cv" else config["protocol"]
 
 
 def needs_gaze(config: dict[str, Any], split: str) -> bool:
@@ -180,14 +185,18 @@ def build_loaders(config: dict[str, Any], catalogue: Catalogue, table: pd.DataFr
     return loaders
 
 
-def gat_fold_checkpoint(pretrained_dir: Path, k: int) -> Path:
-    """The GAT checkpoint of fold ``k``: ours (``fold<k>/ckpt_best.pt``) or HAFC's (``<k>_fold/best.pth``)."""
-    for candidate in (pretrained_dir / f"fold{k}" / "ckpt_best.pt", pretrained_dir / f"{k}_fold" / "best.pth"):
+def fold_checkpoint(checkpoint_dir: Path, k: int, name: str) -> Path:
+    """The checkpoint of run ``k`` named ``name`` (see :func:`run_name`): ours
+    (``<name>/ckpt_best.pt``) or HAFC's (``<k>_fold/best.pth``; ``best.pth`` outside CV)."""
+    candidates = [checkpoint_dir / name / "ckpt_best.pt", checkpoint_dir / f"{k}_fold" / "best.pth"]
+    if not name.startswith("fold"):  # one checkpoint for all would be wrong across CV folds
+        candidates.append(checkpoint_dir / "best.pth")
+    for candidate in candidates:
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(
-        f"pretrained_dir={str(pretrained_dir)!r}: no GAT checkpoint for fold {k} "
-        f"(looked for fold{k}/ckpt_best.pt and {k}_fold/best.pth); train GAT with the same protocol and rseed first")
+        f"{checkpoint_dir}: no checkpoint for {name} (looked for {name}/ckpt_best.pt, {k}_fold/best.pth and "
+        "best.pth); train with the same protocol and rseed first")
 
 
 def build_model(config: dict[str, Any], k: int = 0) -> nn.Module:
@@ -204,7 +213,8 @@ def build_model(config: dict[str, Any], k: int = 0) -> nn.Module:
         return create_model(name, **common, window_preset="cxr", gaze_threshold=config["gaze_threshold"],
                             window_loss_from_epoch=config["window_loss_from_epoch"])
     if name == "kfn":
-        gat = config["pretrained_dir"] and str(gat_fold_checkpoint(resolve_path(config["pretrained_dir"]), k))
+        gat = config["pretrained_dir"] and str(
+            fold_checkpoint(resolve_path(config["pretrained_dir"]), k, run_name(config, k)))
         return create_model(name, **common, gaze_threshold=config["gaze_threshold"], gat_checkpoint=gat or None)
     return create_model(name, **common)
 

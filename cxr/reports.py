@@ -43,10 +43,7 @@ def write_fold_artefacts(model: nn.Module, config: dict, fold_dir: Path, k: int,
     """
     with atomic_path(fold_dir / "NET.pt") as temporary:  # the best weights (fit reloads them at the end)
         torch.save(model.state_dict(), temporary)
-    predictions = pd.read_csv(fold_dir / "predictions.csv", dtype={"id": str})
-    results = predictions.drop(columns="prediction").rename(columns={"id": "dicom_id"})
-    with atomic_path(fold_dir / "classification_results.csv") as temporary:
-        results.to_csv(temporary, index=False)
+    write_classification_results(fold_dir)
     metrics = read_metrics(fold_dir / "metrics.csv")
     plot_training_curves(metrics, fold_dir / "training_process.png")
     report = json.loads((fold_dir / "classification_report.json").read_text())
@@ -60,7 +57,21 @@ def write_fold_artefacts(model: nn.Module, config: dict, fold_dir: Path, k: int,
         params.update(cam_target=config["cam_target"], use_gaze=config["ggcam_use_gaze"],
                       sigma_ce=float(model.log_sigma_ce.exp()), sigma_gaze=float(model.log_sigma_gaze.exp()))
     _write_json(fold_dir / "params.json", params)
-    row = {"fold": k, "best_epoch": summary["best_epoch"], "test_images": report["num_samples"]}
+    return fold_row(k, summary["best_epoch"], report)
+
+
+def write_classification_results(fold_dir: Path) -> Path:
+    """GG-CAM's ``classification_results.csv`` (dicom_id, label, probabilities) from ``predictions.csv``."""
+    predictions = pd.read_csv(fold_dir / "predictions.csv", dtype={"id": str})
+    results = predictions.drop(columns="prediction").rename(columns={"id": "dicom_id"})
+    with atomic_path(fold_dir / "classification_results.csv") as temporary:
+        results.to_csv(temporary, index=False)
+    return fold_dir / "classification_results.csv"
+
+
+def fold_row(k: int, best_epoch: int | None, report: dict) -> dict:
+    """The ``cv_metrics.csv`` row of run ``k`` from its test ``classification_report.json`` dict."""
+    row = {"fold": k, "best_epoch": best_epoch, "test_images": report["num_samples"]}
     row.update({column: report[key] for key, column in FOLD_METRICS.items()})
     return row
 
@@ -104,8 +115,5 @@ def write_gcam_panels(model: nn.Module, config: dict, dataset: CXREyeDataset, ou
         layers, prefix = {"CAM image branch": "image_backbone", "CAM gaze branch": "gaze_backbone"}, "TwoBranch_"
     else:
         layers, prefix = {f"Grad-CAM ({config['model']})": None}, f"{config['model']}_"
-    was_training = model.training
-    paths = write_cam_panels(model, first_batch(with_gaze, count), dataset.classes, out_dir,
-                             pass_gaze=config["model"] == "kfn", layers=layers, prefix=prefix)
-    model.train(was_training)
-    return paths
+    return write_cam_panels(model, first_batch(with_gaze, count), dataset.classes, out_dir,
+                            pass_gaze=config["model"] == "kfn", layers=layers, prefix=prefix)

@@ -199,3 +199,16 @@ def test_prepare_cli_writes_the_splits_next_to_the_run(tiny_cxr, tmp_path, capsy
     assert len(table) == 30 and set(table["split_0"]) == {"train", "val", "test"}
     assert "Normal  CHF  pneumonia" in capsys.readouterr().out
     assert not list((tiny_cxr / "egd-cxr").glob("*split*"))  # never written into the data folders
+
+
+def test_kfn_of_a_holdout_run_starts_from_the_holdout_gat(gat_run, tmp_path):
+    """Outside CV the GAT run folder is named after the protocol (it used to look for fold0/)."""
+    import shutil
+
+    run_dir, args = gat_run
+    (tmp_path / "holdout").mkdir()
+    shutil.copy(run_dir / "fold0" / "ckpt_best.pt", tmp_path / "holdout" / "ckpt_best.pt")
+    config = load_cxr_config([*args, "--model=kfn", "--protocol=holdout", f"--pretrained_dir={tmp_path}"])
+    model = build_model(config, k=0)
+    gat = torch.load(run_dir / "fold0" / "ckpt_best.pt", weights_only=True)["model"]
+    torch.testing.assert_close(model.image_backbone.net.conv1.weight, gat["backbone.net.conv1.weight"])
