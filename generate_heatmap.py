@@ -46,8 +46,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="drop fixations shorter than this (ms); default 100 (all) or 350 (single), as published")
     parser.add_argument("--max_fixations", type=int, default=7, help="single-fixation mode: merge the closest pair down to N")
     parser.add_argument("--compat", action="store_true",
-                        help="reproduce the published script bit for bit, defects included: drop the last fixation "
-                             "of each line, last line of an id wins, integer merge midpoints, off-canvas fixations dropped")
+                        help="reproduce the published script's arithmetic, defects included: drop the last fixation "
+                             "of each line, last line of an id wins, integer merge midpoints, its screen-edge handling "
+                             "(fixations left of or above the screen dropped, past the right or bottom edge clipped); "
+                             "display-layout input (Fixation.txt) then gives the published 8-bit maps bit for bit")
     parser.add_argument("--layout", choices=["auto", "image", "display"], default="auto", help="fixation file layout")
     parser.add_argument("--skip_bad_lines", action="store_true", help="skip and count malformed lines instead of stopping")
     parser.add_argument("--ids", default=None, help="subset of image ids: '1,5,10-20' or @file with one id per line")

@@ -16,6 +16,7 @@ size is given (DESIGN.md §2). Two recipes:
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections import defaultdict
 from typing import Iterator, Sequence
@@ -190,6 +191,15 @@ def drop_last_fixation(record: FixationRecord) -> FixationRecord:
     return record.subset(slice(0, max(len(record) - 1, 0)))
 
 
+#: The published script's screen-edge handling (PyGaze ``draw_heatmap``, from which its
+#: renderer descends; cub_pim.md §1.10 step 3): a fixation whose integer screen coordinate
+#: is negative on an axis has that coordinate set to 0 and its kernel cut by ``-g``; the
+#: cut kernel no longer matches the 500 px canvas slice, so numpy raises and the
+#: try/except drops the fixation, except at ``g = -499``, where the one remaining kernel
+#: column (row) broadcasts over the whole 500 px slice.
+PUBLISHED_BROADCAST_OFFSET = -(DISPLAY_WINDOW - 1)
+
+
 def _display_profiles(centres: np.ndarray, start: int, length: int) -> np.ndarray:
     """Truncated published Gaussian along one screen axis, for pixels start..start+length-1."""
     offsets = np.arange(start, start + length)[None, :] - centres[:, None]
@@ -197,21 +207,33 @@ def _display_profiles(centres: np.ndarray, start: int, length: int) -> np.ndarra
     return np.where(inside, np.exp(-(offsets**2) / (2 * DISPLAY_SIGMA**2)), 0.0)
 
 
-def _published_window_starts(starts: np.ndarray, padded: int) -> tuple[np.ndarray, np.ndarray]:
-    """Where the published ``canvas[g:g + 500] += d * G`` lands on an axis of ``padded`` px.
+def _published_profiles(centres: np.ndarray, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """What the published ``heatmap[g:g + adj, ...] += gaus[...] * d`` adds along one axis.
 
-    numpy slicing decides it: the slice start is the window centre on the screen (the 250 px
-    padding cancels the centre offset 250), and a slice shorter than 500 makes ``+=`` raise,
-    which the published try/except swallows (the fixation is dropped). A negative g counts
-    from the canvas end, so -padded <= g <= -501 lands at g + padded instead of being dropped.
+    The canvas is the screen padded by 250 px on each side; the kernel's slice starts at
+    canvas index ``g`` (the screen coordinate, the padding cancelling the kernel centre):
+
+    * ``g >= 0``: the whole kernel, centred on the screen pixel g; past the right/bottom
+      edge (g > 1920 / 1080) the published code shortens kernel and slice alike to end at
+      the canvas border, so the part on the screen is unchanged (clipped, not dropped);
+    * ``g = -499``: g is set to 0 and the single kernel column ``G[:, 499]`` broadcasts over
+      canvas 0..499, i.e. screen pixels 0..249 all get the value at offset +249;
+    * any other ``g < 0``: g is set to 0, the kernel shrinks to ``500 + g`` and the add
+      raises a shape mismatch: the fixation is dropped (no wrap-around).
+
+    Args:
+        centres: (N,) integer screen coordinates (the published ``int(x)``).
+        start, length: the screen pixels to evaluate, start..start+length-1.
 
     Returns:
-        (N,) screen positions of the window centres and (N,) bool: the slice is 500 long.
+        (N, length) profiles and (N,) bool, False where the fixation is dropped.
     """
-    stops = starts + DISPLAY_WINDOW
-    begin = np.clip(np.where(starts < 0, starts + padded, starts), 0, padded)
-    end = np.clip(np.where(stops < 0, stops + padded, stops), 0, padded)
-    return begin, end - begin == DISPLAY_WINDOW
+    profiles = _display_profiles(centres.astype(np.float64), start, length)
+    pixels = np.arange(start, start + length)
+    edge_value = math.exp(-((DISPLAY_WINDOW - 1 - DISPLAY_WINDOW_CENTRE) ** 2) / (2 * DISPLAY_SIGMA**2))
+    broadcast = centres == PUBLISHED_BROADCAST_OFFSET
+    profiles[broadcast] = np.where(pixels < DISPLAY_WINDOW - DISPLAY_WINDOW_CENTRE, edge_value, 0.0)
+    return profiles, (centres >= 0) | broadcast
 
 
 def render_display_heatmap(record: FixationRecord, compat: bool = False) -> torch.Tensor:
@@ -224,12 +246,14 @@ def render_display_heatmap(record: FixationRecord, compat: bool = False) -> torc
 
     Args:
         record: a record from the display layout (``record.display`` is set).
-        compat: also reproduce the published script's silent drop of fixations whose window
-            does not fit its padded canvas (gx or gy in -500..-1 or past 1920/1080), and its
-            wrap-around of those 501 px or more off the left/top edge (numpy negative
-            slicing). The default keeps every fixation where it is, clipped to the screen.
+        compat: reproduce the published script's screen-edge arithmetic too (see
+            :func:`_published_profiles`): fixations with a negative screen coordinate are
+            dropped (at exactly -499 px one kernel column broadcasts instead), those past the
+            right or bottom edge are kept, clipped at the canvas. The default keeps every
+            fixation where it is, its window's tail lighting the image from off the screen.
             Drop the last fixation of each line with :func:`drop_last_fixation` before
-            merging to reproduce the parser defect.
+            merging to reproduce the parser defect; together the two give the published
+            8-bit maps bit for bit.
 
     Returns:
         (H, W) float32 map in [0, 1] (multiples of 1/255) at the original image size.
@@ -240,20 +264,20 @@ def render_display_heatmap(record: FixationRecord, compat: bool = False) -> torc
             "with render_heatmaps"
         )
     rect = record.display
-    gx = np.asarray(record.display_x).astype(np.int64)  # the published script slices with ints
+    gx = np.asarray(record.display_x).astype(np.int64)  # the published script slices with int()
     gy = np.asarray(record.display_y).astype(np.int64)
     durations = np.asarray(record.duration, dtype=np.float64)
-    if compat:
-        gx, fits_x = _published_window_starts(gx, SCREEN_WIDTH + DISPLAY_WINDOW)
-        gy, fits_y = _published_window_starts(gy, SCREEN_HEIGHT + DISPLAY_WINDOW)
-        fits = fits_x & fits_y
-        gx, gy, durations = gx[fits], gy[fits], durations[fits]
     # The displayed rectangle, cut to the screen as the published slicing does.
     left, top = max(rect.x0, 0), max(rect.y0, 0)
     right = min(rect.x0 + rect.width, SCREEN_WIDTH)
     bottom = min(rect.y0 + rect.height, SCREEN_HEIGHT)
-    profiles_x = _display_profiles(gx.astype(np.float64), left, right - left)
-    profiles_y = _display_profiles(gy.astype(np.float64), top, bottom - top)
+    if compat:
+        profiles_x, kept_x = _published_profiles(gx, left, right - left)
+        profiles_y, kept_y = _published_profiles(gy, top, bottom - top)
+        durations = np.where(kept_x & kept_y, durations, 0.0)
+    else:
+        profiles_x = _display_profiles(gx.astype(np.float64), left, right - left)
+        profiles_y = _display_profiles(gy.astype(np.float64), top, bottom - top)
     crop = (profiles_y * durations[:, None]).T @ profiles_x
     span = crop.max() - crop.min() if crop.size else 0.0
     crop = (crop - crop.min()) / span if span > 0 else np.zeros_like(crop)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -10,6 +12,7 @@ import generate_heatmap
 from gaze import gha
 from gaze.fixations import filter_by_duration, merge_by_image, read_fixations
 from gaze.heatmap import render_heatmap
+from tests.published_cub_gha import published_display_map, published_parse
 
 REAL_IDS = ["1", "2", "3", "100", "11788"]
 
@@ -104,6 +107,28 @@ def test_compat_drops_the_last_fixation_of_each_line(tmp_path):
     compat = np.asarray(Image.open(tmp_path / "compat" / "All_Fixation" / "7.jpg"), dtype=float)
     assert np.unravel_index(default.argmax(), default.shape)[1] > 90
     assert np.unravel_index(compat.argmax(), compat.shape)[1] < 30
+
+
+def test_compat_equals_the_published_arithmetic_with_off_screen_fixations(tmp_path):
+    # Display-layout lines with fixations past every screen edge (and the last triple, which
+    # the published parser drops); both the ids' maps must equal the published loop's, as
+    # written by the same JPEG encoder.
+    lines = [
+        "3,500,375,1000,750,460,165,700,400,500,-30,500,900,900,-20,800,1300,700,400,1100,600,300",
+        "4,480,270,1920,1080,0,0,960,540,400,1990,500,900,700,1100,950,-499,300,700,-900,500,1000,100,100,900",
+        "5,333,500,720,1080,1200,0,1500,300,600,1925,900,800,1400,1085,700,1600,500,250",
+    ]
+    gaze_file = tmp_path / "Fixation.txt"
+    gaze_file.write_text("\r\n".join(lines) + "\r\n")
+    out = tmp_path / "gha"
+    assert run_cli("--gaze_file_path", gaze_file, "--CUB_GHA_save_path", out, "--compat", "--min_duration", "0") == 0
+    for line in lines:
+        width, height, rect, triples = published_parse(line)
+        expected = Image.fromarray(published_display_map(width, height, rect, triples))
+        buffer = io.BytesIO()
+        expected.save(buffer, format="JPEG")  # the published script's im.save(...jpg), PIL defaults
+        saved = (out / "All_Fixation" / f"{line.split(',')[0]}.jpg").read_bytes()
+        assert saved == buffer.getvalue()
 
 
 def test_missing_default_gaze_file_explains_how_to_get_data(tmp_path, monkeypatch, capsys):

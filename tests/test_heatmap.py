@@ -18,6 +18,7 @@ from gaze.fixations import (
     merge_by_image,
     read_fixation_file,
 )
+from tests.published_cub_gha import published_display_map, published_parse
 from gaze.heatmap import (
     drop_last_fixation,
     heatmap_to_uint8,
@@ -210,42 +211,6 @@ def test_drop_last_fixation():
 # --- the published display recipe -------------------------------------------------------------
 
 
-def published_display_map(width, height, rect: DisplayRect, fixations, keep_all=False) -> np.ndarray:
-    """The published CUB-GHA rendering (cub_pim.md §1.10), step by step, as uint8 (height, width).
-
-    ``keep_all`` pads the canvas so far that every window reaching the screen fits (what the
-    default of :func:`render_display_heatmap` means); otherwise the 250 px padding and the
-    try/except of the published script decide, with numpy's slicing rules.
-    """
-    pad = 500 if keep_all else 250
-    rows, cols = np.mgrid[0:500, 0:500]
-    kernel = np.exp(-((cols - 250) ** 2 + (rows - 250) ** 2) / (2 * 75.0**2))
-    canvas = np.zeros((1080 + 2 * pad, 1920 + 2 * pad))
-    for gx, gy, d in fixations:
-        if keep_all and not (-250 < gx < 1920 + 250 and -250 < gy < 1080 + 250):
-            continue  # its window (offsets -250..249) misses the screen
-        top, left = int(gy) + pad - 250, int(gx) + pad - 250
-        try:
-            canvas[top : top + 500, left : left + 500] += d * kernel
-        except ValueError:  # shape mismatch: the published script drops the fixation
-            pass
-    screen = canvas[pad : pad + 1080, pad : pad + 1920]
-    crop = screen[rect.y0 : rect.y0 + rect.height, rect.x0 : rect.x0 + rect.width]
-    crop = (crop - crop.min()) / (crop.max() - crop.min())
-    grey = Image.fromarray(crop * 255)  # float64 -> mode 'F'
-    assert grey.mode == "F"
-    return np.asarray(grey.convert("L").resize((width, height)))
-
-
-def published_parse(line: str):
-    """The published parser: display header, then triples j < (n - 7) / 3 - 1 (last one lost)."""
-    fields = line.split(",")
-    width, height, disp_w, disp_h, x0, y0 = (int(v) for v in fields[1:7])
-    count = (len(fields) - 7) // 3
-    triples = [tuple(int(v) for v in fields[7 + 3 * j : 10 + 3 * j]) for j in range(count - 1)]
-    return width, height, DisplayRect(disp_w, disp_h, x0, y0), triples
-
-
 def random_screen_fixations(rng, rect: DisplayRect, n: int) -> list[tuple[int, int, int]]:
     x = rng.integers(rect.x0 - 100, rect.x0 + rect.width + 100, n)
     y = rng.integers(rect.y0 - 100, rect.y0 + rect.height + 100, n)
@@ -253,14 +218,17 @@ def random_screen_fixations(rng, rect: DisplayRect, n: int) -> list[tuple[int, i
     return [(int(a), int(b), int(c)) for a, b, c in zip(x, y, durations)]
 
 
-# Off the screen: dropped by the published script (x or y in -500..-1, or past 1920/1080), and
-# wrapped around by numpy's negative slicing (-900 -> 1520 on a 2420 px canvas row).
-OFF_SCREEN = [(-30, 400, 700), (900, -20, 800), (1990, 500, 900), (700, 1100, 950), (-900, 500, 1000)]
+# Off the screen beyond each edge: the published script drops those left of or above it (also
+# far off, -900: no wrap-around), keeps those right of or below it, clipped at its canvas, and
+# broadcasts one kernel column at exactly -499 px.
+OFF_SCREEN = [(-30, 400, 700), (900, -20, 800), (1990, 500, 900), (700, 1100, 950), (-900, 500, 1000),
+              (-499, 300, 1200), (2100, 1200, 1100)]
 
 RECTS = [
     (500, 375, DisplayRect(1000, 750, 460, 165)),
     (500, 375, DisplayRect(1440, 1080, 240, 0)),  # as large as fits the screen
     (333, 500, DisplayRect(720, 1080, 0, 0)),  # touching the top-left corner
+    (333, 500, DisplayRect(720, 1080, 1200, 0)),  # touching the right edge
 ]
 
 
@@ -297,6 +265,43 @@ def test_display_off_screen_tail_reaches_the_image():
     on_screen = render_display_heatmap(make_display_record(fixations[:1], rect))
     torch.testing.assert_close(compat, on_screen, atol=0, rtol=0)  # the off-screen one is dropped
     assert published_display_map(500, 375, rect, fixations)[0].max() < 255
+
+
+EDGE_RECT = DisplayRect(1920, 1080, 0, 0)  # the whole screen: every edge is inside the image
+
+
+@pytest.mark.parametrize(
+    "off_screen, kept",
+    [
+        ((-1, 540, 3000), False),  # left: x set to 0, kernel cut by 1 -> shape mismatch, dropped
+        ((960, -1, 3000), False),  # top
+        ((-900, 540, 3000), False),  # far left: dropped, not wrapped to the right side
+        ((1921, 540, 3000), True),  # right: clipped at the canvas, kept
+        ((960, 1300, 3000), True),  # bottom, 220 px below: its tail still reaches the screen
+        ((2400, 2400, 3000), True),  # far past the bottom-right corner: kept, adds nothing visible
+        ((0, 0, 3000), True),  # on the corner itself: the whole kernel
+        ((1920, 1080, 3000), True),
+    ],
+)
+def test_compat_edges_follow_the_published_arithmetic(off_screen, kept):
+    on_screen = [(700, 400, 500), (1300, 700, 400)]
+    record = make_display_record(on_screen + [off_screen], EDGE_RECT, 480, 270)
+    compat = heatmap_to_uint8(render_display_heatmap(record, compat=True))
+    np.testing.assert_array_equal(compat, published_display_map(480, 270, EDGE_RECT, on_screen + [off_screen]))
+    without = heatmap_to_uint8(render_display_heatmap(make_display_record(on_screen, EDGE_RECT, 480, 270), compat=True))
+    changes_map = off_screen[:2] != (2400, 2400)
+    assert (compat != without).any() == (kept and changes_map)
+
+
+def test_compat_broadcasts_one_kernel_column_at_minus_499():
+    # numpy broadcasting: the single remaining kernel column G[:, 499] is added to canvas
+    # columns 0..499, i.e. a constant exp(-249^2 / (2 * 75^2)) * d over screen columns 0..249.
+    record = make_display_record([(-499, 540, 1000)], EDGE_RECT, 1920, 1080)
+    heatmap = render_display_heatmap(record, compat=True).numpy()
+    assert np.ptp(heatmap[540, :250]) == 0 and heatmap[540, 0] == 1.0
+    assert heatmap[540, 250:].max() == 0.0
+    expected = published_display_map(1920, 1080, EDGE_RECT, [(-499, 540, 1000)])
+    np.testing.assert_array_equal(heatmap_to_uint8(heatmap), expected)
 
 
 def test_display_layout_file_renders_like_the_published_script(tmp_path):
