@@ -50,7 +50,7 @@ ratios = [[[246, 269], [269, 246]],                                 # large  (~2
 N_list = [2, 3, 4]            # windows kept per scale (large, medium, small)
 iou_threshs = [0.25, 0.25, 0.25]  # NMS IoU per scale; one threshold for all scales is supported (the paper's are equal)
 window_side = None            # side of the resized window crops; None: input_size // 2 (224 at 448 as published; the published key of this name was unused)
-window_loss_from_epoch = 2    # the window CE joins the loss from this epoch (published: 2)
+window_loss_from_epoch = 2    # the window CE joins the loss from this 1-based epoch (published: `if epoch < 2` on 1-based epochs, i.e. from the second; cub_pim §1.5)
 
 # --- run
 model_path = 'runs/cub'       # run directory = model_path/model_name (published: './checkpoint')

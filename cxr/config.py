@@ -18,7 +18,7 @@ pretrain_path = 'default'     # local weight file or package alias; None = from 
 encoder_only = True           # GAT/KFN/baseline: stop at the last stage like the smp encoders (b0: 320 channels, cxr §2.3)
 dropout = 0.0                 # GAT/baseline head dropout (HAFC scripts: 0.0; argparse default 0.5)
 gaze_threshold = 0.3          # HAFC mask minmax(map) > 0.3: KFN's masked image and GAT's window map y_hm = map * mask (cxr §2.1); None: the map itself
-window_loss_from_epoch = 2    # GAT: the window CE joins from this 1-based epoch (published: from epoch index 2, i.e. the third)
+window_loss_from_epoch = 3    # GAT: the window CE joins from this 1-based epoch (published: `if epoch < 2` on 0-based epochs, i.e. from the third; cxr §2.3)
 pretrained_dir = None         # KFN: start fold k from that fold's GAT checkpoint: <dir>/fold<k>/ckpt_best.pt (ours) or <dir>/<k>_fold/best.pth (HAFC)
 cam_target = 'true'           # GG-CAM: 'true' = CAM of the true class matched to the gaze (fix); 'class0' = published (always the Normal CAM, cxr §3.4)
 ggcam_use_gaze = True         # GG-CAM: False = the gaze-free CAM network (plain CE), the paper's baseline

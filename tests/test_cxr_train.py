@@ -157,6 +157,19 @@ def test_method_defaults_follow_the_papers():
     assert load_cxr_config(["--protocol=holdout"])["rseed"] == 42  # EGD's seed
 
 
+@pytest.mark.parametrize("extra", [[], ["cxr/configs/hafc_gat.py"]])
+def test_cxr_window_loss_starts_at_the_third_epoch(extra):
+    # HAFC CXR-Eye/main.py loops `for epoch in range(args.epochs)` (0-based) and adds the window
+    # CE unless `epoch < 2`: the first window loss is in the third epoch (cxr §2.3).
+    config = load_cxr_config([*extra, "--backbone=resnet18", "--pretrain_path=None", "--input_size=64"])
+    assert config["window_loss_from_epoch"] == 3
+    model = build_model(config)
+    batch = {"image": torch.randn(2, 3, 64, 64), "label": torch.tensor([0, 2]), "gaze": torch.rand(2, 1, 64, 64)}
+    for epoch, has_window_loss in ((1, False), (2, False), (3, True)):
+        model.epoch = epoch
+        assert ("loss_window" in model.loss(batch)) == has_window_loss
+
+
 def test_gcam_viz_of_kfn_shows_both_branches(tiny_cxr, tmp_path):
     from cxr.experiment import build_catalogue, build_dataset
     from cxr.reports import write_gcam_panels

@@ -11,6 +11,7 @@ backbone = 'efficientnet_b0'
 pretrain_path = 'pretrained/efficientnet_b0_imagenet.pth'  # see pretrained/README.md
 encoder_only = True
 dropout = 0.0
+window_loss_from_epoch = 3    # published: window CE unless `epoch < 2` on 0-based epochs
 input_size = 224
 batch_size = 32
 end_epoch = 60
