@@ -10,12 +10,12 @@ map travels as :class:`AttentionMap`, a ``tv_tensors.Mask`` subclass:
   nearest neighbour whatever ``interpolation`` says, which would turn a continuous map into
   blocks. Bilinear weights are non-negative and sum to 1, so values stay in [0, 1].
 
-After the geometry each map is min-max normalised on its own with an epsilon floor on the
-range (:func:`normalize_attention`). The published CUB-GHA loader divides by
-``max - min`` with no epsilon and returns NaN for a constant map (cub_pim.md §1.7); here a
-constant map is left as it is (clamped to [0, 1]): an empty map (no fixations, as
-:func:`gaze.heatmap.normalize_min_max` renders it) stays zeros and a uniform fill of ones
-(the ``missing='uniform'`` option of the datasets) stays ones.
+The map leaves the transform as it was read, with only the geometry applied (values in
+[0, 1], clamped): each method normalises it the way its paper does, so the reading a paper
+relies on reaches its model (GAT on CUB: global min-max after the crop; GAT and KFN on
+CXR-Eye: ``minmax(H) > 0.3`` of the raw PNG reading; KFN on CUB: the raw map / 255). The
+published CUB-GHA loader's min-max has no epsilon and returns NaN for a constant map
+(cub_pim.md §1.7); :func:`normalize_attention`, which GAT uses, keeps such a map as it is.
 
 Published recipe (cub_pim.md §1.7, GAT): train = resize shorter side to the input size,
 random crop, horizontal flip p=0.5 shared by image and map, ColorJitter(brightness 0.2,
@@ -141,7 +141,7 @@ class JointTransform:
     Call with ``(image, gaze)`` where ``image`` is a PIL RGB image or a (3, H, W) tensor
     and ``gaze`` an (H, W) or (1, H, W) map in [0, 1] (or 8-bit), or None. Returns
     ``(image, gaze)``: the (3, S, S) float32 normalised image and the (1, S, S) float32 map
-    in [0, 1] (None when no map was given).
+    in [0, 1] with the same geometry, its values as read (None when no map was given).
     """
 
     def __init__(self, pipeline: v2.Transform):
@@ -155,7 +155,7 @@ class JointTransform:
             return self.pipeline(image).as_subclass(torch.Tensor), None
         attention = _as_attention(gaze, image.shape[-2:])
         image, attention = self.pipeline(image, attention)
-        return image.as_subclass(torch.Tensor), normalize_attention(attention.as_subclass(torch.Tensor))
+        return image.as_subclass(torch.Tensor), attention.as_subclass(torch.Tensor).clamp(0.0, 1.0)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.pipeline})"

@@ -208,11 +208,8 @@ def test_gaze_id_mismatches_are_counted_and_missing_gaze_is_an_error(fake_cub):
         filled = CUBDataset(
             fake_cub, "trainval", TEST_TRANSFORM, gaze={"fixations": "gaze", "missing": "uniform"}
         )
-    assert (
-        torch.all(filled[0]["gaze"] == 1.0)
-        and filled[1]["gaze"].max() == 1.0
-        and filled[1]["gaze"].min() == 0.0
-    )
+    assert torch.all(filled[0]["gaze"] == 1.0)
+    assert 0.9 < filled[1]["gaze"].max() <= 1.0 and filled[1]["gaze"].min() == 0.0  # a rendered map, cropped
 
 
 def test_gaze_option_errors(fake_cub):

@@ -232,7 +232,7 @@ def test_gaze_threshold_scores_the_thresholded_map(cxr_models):
     assert thresholded.geometry == plain.geometry == window_geometry(64, "cxr")
     gaze = _plateau_and_peak()
     got = thresholded.propose(gaze)
-    expected = propose_windows(gaze * (gaze > 0.3), thresholded.geometry)
+    expected = propose_windows(gaze * (gaze / (1 + 1e-7) > 0.3), thresholded.geometry)
     assert torch.equal(got.indices, expected.indices) and torch.equal(got.boxes, expected.boxes)
     torch.testing.assert_close(got.scores, expected.scores)
     unthresholded = plain.propose(gaze)
@@ -252,7 +252,28 @@ def test_gaze_threshold_is_used_by_the_window_logits(cxr_models):
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         logits = thresholded.window_logits(images, gaze)
-        boxes = propose_windows(gaze * (gaze > 0.3), thresholded.geometry).boxes
+        boxes = propose_windows(gaze * (gaze / (1 + 1e-7) > 0.3), thresholded.geometry).boxes
         expected = thresholded(crop_windows(images, boxes, thresholded.window_size))
     assert logits.shape == (18, 3) and thresholded.window_size == 32
     torch.testing.assert_close(logits, expected)
+
+
+def test_gaze_threshold_reproduces_hafc_y_hm_on_the_raw_luma_map(cxr_models):
+    # HAFC (cxr §2.1 steps 4-5) scores windows on y_hm = H * (minmax(H) > 0.3) with H the
+    # raw grey reading of heatmap.png (background ~0.12, peak ~0.85), not on the min-max
+    # normalised map: the background offset adds 0.12 x (masked area) to each window mean.
+    thresholded, _ = cxr_models
+    generator = torch.Generator().manual_seed(5)
+    noise = torch.rand(6, 1, 64, 64, generator=generator)
+    blobs = F.avg_pool2d(F.pad(noise, (8, 8, 8, 8), mode="reflect"), 17, stride=1)
+    low, high = blobs.amin((2, 3), keepdim=True), blobs.amax((2, 3), keepdim=True)
+    luma = 0.12 + 0.73 * (blobs - low) / (high - low)
+    got = thresholded.propose(luma).indices
+    differs = 0
+    for image in range(len(luma)):
+        h = luma[image, 0].numpy().astype(np.float64)
+        mask = (h - h.min()) / (h.max() - h.min() + 1e-7) > 0.3
+        assert got[image].tolist() == published_proposals(h * mask, thresholded.geometry)
+        normalised = (h - h.min()) / (h.max() - h.min())
+        differs += published_proposals(normalised * mask, thresholded.geometry) != got[image].tolist()
+    assert differs > 0  # the previous reading, minmax(H) * mask, picks other windows

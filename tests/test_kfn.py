@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import numpy as np
 import torch
 
 from gaze.models import create_model
@@ -30,12 +31,27 @@ def test_gaze_is_required(kfn):
 
 
 def test_masked_image_is_the_renormalised_product(kfn):
+    # CUB (cub_pim §1.7): ToTensor(img) * ToTensor(map), i.e. the raw map / 255, no min-max:
+    # a map whose values stay in [0.2, 0.6] dims the picture, it is not stretched to [0, 1].
     raw = torch.rand(2, 3, SIZE, SIZE)
-    gaze = torch.rand(2, 1, SIZE, SIZE)
+    gaze = torch.rand(2, 1, SIZE, SIZE) * 0.4 + 0.2
     masked = kfn.masked_images((raw - MEAN) / STD, gaze)
     torch.testing.assert_close(masked, (raw * gaze - MEAN) / STD)
+
+
+def test_cxr_mask_is_hafc_minmax_of_the_raw_map():
+    # cxr §2.1: M = (H - min) / (max - min + 1e-7) > 0.3 on the raw luma map (background ~0.12),
+    # not H > 0.3: with background 0.12 and peak 0.85 the cut lies at H = 0.339.
+    rng = np.random.default_rng(4)
+    luma = 0.12 + 0.73 * rng.random((2, 1, SIZE, SIZE))
+    luma[:, :, 0, 0], luma[:, :, 0, 1] = 0.12, 0.85
+    raw = torch.rand(2, 3, SIZE, SIZE)
+    low, high = luma.min(axis=(2, 3), keepdims=True), luma.max(axis=(2, 3), keepdims=True)
+    mask = torch.from_numpy(((luma - low) / (high - low + 1e-7) > 0.3).astype(np.float32))
     binary = create_model("kfn", num_classes=3, backbone="resnet18", gaze_threshold=0.3)
-    torch.testing.assert_close(binary.masked_images((raw - MEAN) / STD, gaze), (raw * (gaze > 0.3) - MEAN) / STD)
+    gaze = torch.from_numpy(luma.astype(np.float32))
+    torch.testing.assert_close(binary.masked_images((raw - MEAN) / STD, gaze), (raw * mask - MEAN) / STD)
+    assert ((gaze > 0.3) != mask.bool()).any()  # the old reading differed
 
 
 def test_branches_see_image_and_masked_image(kfn):

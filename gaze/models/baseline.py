@@ -9,15 +9,6 @@ from gaze.models import register_model
 from gaze.models.backbones import create_backbone, global_pool
 
 
-def check_gaze(images: Tensor, gaze: Tensor) -> None:
-    """Raise a ValueError unless ``gaze`` is (B,1,H,W) for ``images`` (B,3,H,W)."""
-    batch, _, height, width = images.shape
-    if gaze.dim() != 4 or tuple(gaze.shape) != (batch, 1, height, width):
-        raise ValueError(
-            f"gaze must be (B,1,H,W) like the images {tuple(images.shape)}, got {tuple(gaze.shape)}"
-        )
-
-
 @register_model("baseline")
 class Baseline(nn.Module):
     """The no-gaze reference classifier (also the body GAT adds its window loss to).

@@ -35,7 +35,9 @@ from torch import Tensor
 from torchvision.ops import roi_align
 
 from gaze.models import register_model
-from gaze.models.baseline import Baseline, check_gaze
+from gaze.models.baseline import Baseline
+from gaze.models.gaze_input import check_gaze, hafc_mask
+from gaze.transforms import normalize_attention
 
 #: Window presets: the published (h, w) window shapes in px per size group (large, medium,
 #: small), the stride in px and windows kept per group, at their reference input size.
@@ -303,8 +305,9 @@ class GAT(Baseline):
             window_loss_from_epoch: first 1-based epoch with the window CE (2 as published).
             ratios, stride: window shapes per group and stride at the preset's reference size,
                 replacing the preset's (the published config's ``ratios`` and ``stride``).
-            gaze_threshold: None scores windows on the gaze map itself (CUB); a number scores
-                them on ``map * (map > threshold)``, the CXR-Eye ``y_hm`` (cxr §2.1 steps 4-5).
+            gaze_threshold: None scores windows on the min-max normalised map (CUB, cub_pim
+                §1.7); a number scores them on the CXR-Eye ``y_hm = H * (minmax(H) > threshold)``
+                of the raw map H (cxr §2.1 steps 4-5; see ``gaze_input.hafc_mask``).
         """
         super().__init__(num_classes, backbone, input_size, pretrained_path, dropout, encoder_only)
         self.geometry = window_geometry(input_size, window_preset, n_list, iou_threshold, ratios, stride)
@@ -313,11 +316,15 @@ class GAT(Baseline):
         self.window_loss_from_epoch = window_loss_from_epoch
         self.gaze_threshold = gaze_threshold
 
+    def window_map(self, gaze: Tensor) -> Tensor:
+        """The map windows are scored on: min-max of the raw map, or HAFC's ``y_hm`` (B,1,H,W)."""
+        if self.gaze_threshold is None:
+            return normalize_attention(gaze)
+        return gaze * hafc_mask(gaze, self.gaze_threshold)
+
     def propose(self, gaze: Tensor) -> Proposals:
-        """The windows the gaze map picks (see ``propose_windows``; thresholded first if set)."""
-        if self.gaze_threshold is not None:
-            gaze = gaze * (gaze > self.gaze_threshold)
-        return propose_windows(gaze, self.geometry)
+        """The windows the raw gaze map (B,1,H,W) picks (see ``propose_windows``, ``window_map``)."""
+        return propose_windows(self.window_map(gaze), self.geometry)
 
     def window_logits(self, images: Tensor, gaze: Tensor) -> Tensor:
         """Logits (B·K, num_classes) of the gaze-picked windows (crops carry no gradient)."""

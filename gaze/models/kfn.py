@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from gaze.models import register_model
 from gaze.models.backbones import IMAGENET_MEAN, IMAGENET_STD, create_backbone, global_pool
-from gaze.models.baseline import check_gaze
+from gaze.models.gaze_input import check_gaze, hafc_mask
 
 
 @register_model("kfn")
@@ -50,9 +50,10 @@ class KFN(nn.Module):
             gat_checkpoint: a GAT checkpoint (ours or the released CUB-GHA one) whose
                 backbone initialises both branches (applied after ``pretrained_path``).
             dropout: on the concatenated features (0: the papers use none).
-            gaze_threshold: None multiplies the image by the gaze map itself (CUB, §1.7);
-                a number multiplies by the binary mask gaze > threshold (CXR §2.1 step 6
-                masks with minmax(map) > 0.3).
+            gaze_threshold: None multiplies the image by the raw gaze map, the published
+                CUB reading ToTensor(map) = map / 255 with no min-max (cub_pim §1.7); a
+                number multiplies by HAFC's binary mask minmax(map) > threshold (cxr §2.1
+                step 6: 0.3; see ``gaze_input.hafc_mask``).
             mean, std: the normalisation of the input images, undone before masking and
                 redone after (ImageNet).
         """
@@ -76,7 +77,7 @@ class KFN(nn.Module):
         Masked-out pixels become black (−mean/std), as the published ToTensor(img)·map.
         """
         check_gaze(images, gaze)
-        mask = gaze if self.gaze_threshold is None else (gaze > self.gaze_threshold).to(images.dtype)
+        mask = gaze if self.gaze_threshold is None else hafc_mask(gaze, self.gaze_threshold).to(images.dtype)
         # (x·s + m)·g − m) / s  ==  x·g + (g − 1)·m / s
         return images * mask + (mask - 1) * (self.mean / self.std)
 
