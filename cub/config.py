@@ -27,6 +27,7 @@ gaze_min_duration = 100.0     # on-the-fly maps: drop fixations shorter than thi
 num_classes = 10              # published: 200 (checked against the data)
 val_fraction = 0.1            # validation split carved from the training images (model selection); the published code selected on test
 input_size = 112              # published: 448
+color_jitter = None           # training (brightness, contrast) jitter on the image; None: the method's published recipe (GAT, baseline: [0.2, 0.2]; KFN: none); [0, 0]: none
 batch_size = 16               # per process (published: 6 for GAT, 8 for KFN)
 workers = 0                   # DataLoader worker processes, 0 = in the main process (published: 8; the demo's images are tiny)
 

@@ -22,7 +22,7 @@ from gaze.config import ConfigError, load_config  # noqa: E402
 from gaze.demo import MARKER_NAME, ensure_synthetic_cub  # noqa: E402
 from gaze.experiment import resolve_path as shared_resolve_path  # noqa: E402
 from gaze.experiment import weights_path  # noqa: E402
-from gaze.models import create_model  # noqa: E402
+from gaze.models import create_model, model_class  # noqa: E402
 from gaze.transforms import build_transforms  # noqa: E402
 
 
@@ -38,6 +38,8 @@ def load_cub_config(argv: list[str] | None = None) -> dict[str, Any]:
         raise ConfigError(f"model_type={config['model_type']!r}: expected one of {', '.join(MODEL_TYPES)}")
     if len(set(config["iou_threshs"])) != 1:
         raise ConfigError(f"iou_threshs={config['iou_threshs']}: one threshold for all scales is supported")
+    if config["color_jitter"] is not None and len(config["color_jitter"]) != 2:
+        raise ConfigError(f"color_jitter={config['color_jitter']}: expected [brightness, contrast] or None")
     if len(config["N_list"]) != len(config["ratios"]):
         raise ConfigError(f"N_list={config['N_list']} needs one entry per group of ratios ({len(config['ratios'])})")
     return config
@@ -70,13 +72,21 @@ def gaze_source(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def color_jitter(config: dict[str, Any]) -> tuple[float, float] | None:
+    """``color_jitter`` of the config, else the method's published training recipe."""
+    if config["color_jitter"] is not None:
+        brightness, contrast = config["color_jitter"]
+        return float(brightness), float(contrast)
+    return model_class(config["model_type"]).train_color_jitter
+
+
 def build_dataset(config: dict[str, Any], root: Path, split: str, with_gaze: bool) -> CUBDataset:
     """One split of the CUB folder ``root`` with the training or evaluation transform."""
     train = split in ("train", "trainval")
     return CUBDataset(
         root,
         split=split,
-        transform=build_transforms(train=train, input_size=config["input_size"]),
+        transform=build_transforms(train=train, input_size=config["input_size"], color_jitter=color_jitter(config)),
         gaze=gaze_source(config) if with_gaze else None,
         val_fraction=config["val_fraction"],
         seed=config["seed"],

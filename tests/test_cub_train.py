@@ -101,3 +101,26 @@ def test_pretrained_baseline_beats_chance_in_two_epochs(tiny_cub, tmp_path):
 def test_unknown_key_is_an_error_naming_the_closest(capsys):
     assert cub_train.main(["--modle_type=kfn"]) == 2
     assert "model_type" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model_type, extra, jittered", [
+    ("gat", [], True), ("baseline", [], True),
+    ("kfn", [], False),  # the published KFN recipe has no ColorJitter (cub_pim §1.7)
+    ("kfn", ["--color_jitter=[0.2, 0.2]"], True), ("gat", ["--color_jitter=[0, 0]"], False),
+])
+def test_training_colour_jitter_is_the_methods_recipe(tiny_cub, tmp_path, model_type, extra, jittered):
+    from PIL import Image
+
+    from cub.experiment import build_dataset, load_cub_config
+    from gaze.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    config = load_cub_config(common_args(tiny_cub, tmp_path, "jitter", f"--model_type={model_type}", *extra))
+    transform = build_dataset(config, tiny_cub, "train", with_gaze=False).transform
+    grey = Image.new("RGB", (80, 64), (128, 128, 128))  # crop and flip leave it unchanged
+    expected = (128 / 255 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    changed = []
+    for seed in range(4):
+        torch.manual_seed(seed)
+        image, _ = transform(grey)
+        changed.append(not torch.allclose(image, expected[:, None, None].expand_as(image), atol=1e-6))
+    assert any(changed) == jittered

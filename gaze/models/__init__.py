@@ -26,11 +26,16 @@ def register_model(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
     return wrap
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
-    """Build the registered model ``name`` with constructor ``kwargs``."""
+def model_class(name: str) -> type[nn.Module]:
+    """The registered class ``name`` (its class attributes state the method's facts)."""
     if name not in _MODELS:
         raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
-    return _MODELS[name](**kwargs)
+    return _MODELS[name]
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build the registered model ``name`` with constructor ``kwargs``."""
+    return model_class(name)(**kwargs)
 
 
 def list_models() -> list[str]:

@@ -18,9 +18,13 @@ class Baseline(nn.Module):
         classifier: Linear(C -> num_classes), the published ``cls_net``.
         epoch: 1-based epoch, set by the engine (unused here; GAT reads it).
         cam_layer: module name Grad-CAM hooks by default (the final feature map).
+        train_color_jitter: (brightness, contrast) of the published training recipe, or None:
+            the GAT recipe's ColorJitter(0.2, 0.2) on the image only (cub_pim §1.7), which the
+            baseline shares.
     """
 
     cam_layer = "backbone"
+    train_color_jitter: tuple[float, float] | None = (0.2, 0.2)
 
     def __init__(
         self,

@@ -27,9 +27,11 @@ class KFN(nn.Module):
         image_backbone, gaze_backbone: ``Backbone`` modules (published ``pretrained_model1/2``).
         classifier: Linear(2C -> num_classes) (published ``cls_net``).
         cam_layer: default Grad-CAM layer ('image_backbone'; 'gaze_backbone' also works).
+        train_color_jitter: None: the published KFN recipe has no ColorJitter (cub_pim §1.7).
     """
 
     cam_layer = "image_backbone"
+    train_color_jitter: tuple[float, float] | None = None
 
     def __init__(
         self,
