@@ -13,10 +13,12 @@
 
 # --- method
 model = 'gat'                 # 'gat' | 'kfn' | 'ggcam' | 'baseline' (HAFC: gat / kfn; GG-CAM: ggcam)
-backbone = 'tf_efficientnet_lite0'  # any timm name; HAFC: 'efficientnet_b0' (smp timm-efficientnet-b0); GG-CAM: 'efficientnetv2_s' | 'resnet50'
+backbone = 'tf_efficientnet_lite0'  # any timm name; HAFC: 'efficientnet_b0' (smp's timm-efficientnet-b0 is this timm architecture, with the TF-ported weights); GG-CAM: 'efficientnetv2_s' | 'resnet50'
 pretrain_path = 'default'     # local weight file or package alias; None = from scratch; 'default': the package's real ImageNet weights for tf_efficientnet_lite0 (GAT/KFN/baseline; HAFC used ImageNet), from scratch for GG-CAM (as published) and other backbones
 encoder_only = True           # GAT/KFN/baseline: stop at the last stage like the smp encoders (b0: 320 channels, cxr §2.3)
 dropout = 0.0                 # GAT/baseline head dropout (HAFC scripts: 0.0; argparse default 0.5)
+drop_path_rate = 0.0          # GAT/KFN/baseline: stochastic depth of the backbone (HAFC's smp timm-efficientnet-b0 encoder: 0.2)
+head_init = 'default'         # GAT/KFN/baseline classifier: 'default' (nn.Linear) | 'xavier' (xavier-uniform, zero bias: smp's ClassificationHead of HAFC's GAT)
 gaze_threshold = 0.3          # HAFC mask minmax(map) > 0.3: KFN's masked image and GAT's window map y_hm = map * mask (cxr §2.1); None: the map itself
 window_loss_from_epoch = 3    # GAT: the window CE joins from this 1-based epoch (published: `if epoch < 2` on 0-based epochs, i.e. from the third; cxr §2.3)
 pretrained_dir = None         # KFN: start fold k from that fold's GAT checkpoint: <dir>/fold<k>/ckpt_best.pt (ours) or <dir>/<k>_fold/best.pth (HAFC)

@@ -207,7 +207,8 @@ def build_model(config: dict[str, Any], k: int = 0) -> nn.Module:
     if name == "ggcam":
         return create_model(name, **common, use_gaze=config["ggcam_use_gaze"], cam_target=config["cam_target"],
                             log_sigma_ce=config["log_sigma_ce"], log_sigma_gaze=config["log_sigma_gaze"])
-    common.update(encoder_only=config["encoder_only"], dropout=config["dropout"])
+    common.update(encoder_only=config["encoder_only"], dropout=config["dropout"],
+                  drop_path_rate=config["drop_path_rate"], head_init=config["head_init"])
     common["input_size"] = min(input_hw(config))
     if name == "gat":
         return create_model(name, **common, window_preset="cxr", gaze_threshold=config["gaze_threshold"],

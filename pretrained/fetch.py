@@ -1,6 +1,7 @@
 """Fetch pretrained weights into pretrained/, verifying SHA-256 (see pretrained/README.md).
 
     python pretrained/fetch.py resnet50        # the torchvision ImageNet ResNet-50 the papers use
+    python pretrained/fetch.py tf_efficientnet_b0   # the EfficientNet-b0 weights of the CXR-Eye GAT/KFN
     python pretrained/fetch.py --list
 
 Nothing in the project downloads weights at train time: configs name a local file
@@ -24,6 +25,13 @@ WEIGHTS = {
         "19c8e357",  # torch.hub convention: the file name carries the digest's first 8 hex digits
         "BSD-3-Clause (torchvision)",
         "torchvision ImageNet ResNet-50 v1 weights, pretrain_path of CUB-GHA GAT (cub_pim.md §1.3)",
+    ),
+    "tf_efficientnet_b0": (
+        "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-weights/tf_efficientnet_b0_aa-827b6e33.pth",
+        "827b6e33",  # timm release files carry the digest prefix like torch.hub files
+        "Apache-2.0 (timm, TensorFlow port)",
+        "ImageNet EfficientNet-b0 ported from TensorFlow: the 'imagenet' weights of smp's timm-efficientnet-b0 "
+        "encoder, pretrain_path of the HAFC CXR-Eye GAT/KFN (cxr.md §2.3)",
     ),
 }
 

@@ -170,6 +170,21 @@ def test_cxr_window_loss_starts_at_the_third_epoch(extra):
         assert ("loss_window" in model.loss(batch)) == has_window_loss
 
 
+def test_hafc_configs_build_the_smp_encoder_and_head():
+    args = ["--pretrain_path=None", "--input_size=64"]
+    gat = build_model(load_cxr_config(["cxr/configs/hafc_gat.py", *args]))
+    kfn = build_model(load_cxr_config(["cxr/configs/hafc_kfn.py", *args, "--pretrained_dir=None"]))
+    for backbone in (gat.backbone, kfn.image_backbone, kfn.gaze_backbone):
+        rates = [m.drop_prob for m in backbone.modules() if type(m).__name__ == "DropPath"]
+        assert backbone.arch == "efficientnet_b0" and backbone.num_features == 320
+        assert max(rates) == pytest.approx(0.2 * 15 / 16)  # timm's ramp to 0.2 over 16 blocks
+    assert torch.equal(gat.classifier.bias, torch.zeros(3))  # xavier head, zero bias
+    bound = (6 / (320 + 3)) ** 0.5
+    assert float(gat.classifier.weight.abs().max()) <= bound and float(gat.classifier.weight.abs().max()) > 0.8 * bound
+    assert kfn.classifier.bias.abs().sum() > 0  # Two_Branch's plain nn.Linear
+    assert load_cxr_config(["cxr/configs/hafc_gat.py"])["pretrain_path"].endswith("tf_efficientnet_b0_aa-827b6e33.pth")
+
+
 def test_gcam_viz_of_kfn_shows_both_branches(tiny_cxr, tmp_path):
     from cxr.experiment import build_catalogue, build_dataset
     from cxr.reports import write_gcam_panels

@@ -146,3 +146,41 @@ def test_efficientnet_lite0_package_weights_load():
         torch.testing.assert_close(backbone(imagenet), backbone.net((raw - 0.5) / 0.5), atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="tf_efficientnet_lite0"):
         create_backbone("resnet18", pretrained_path="package:efficientnet-lite0")
+
+
+@pytest.mark.filterwarnings("ignore:`timm-` encoders are deprecated:DeprecationWarning")
+def test_hafc_encoder_is_smp_timm_efficientnet_b0(tmp_path):
+    # HAFC's CXR-Eye encoder (cxr §2.3) is smp's timm-efficientnet-b0: timm's efficientnet_b0
+    # architecture with stochastic depth 0.2, loaded with the TF-ported ImageNet weights.
+    # Checked against smp itself on a tf_efficientnet_b0 state dict in the released key layout.
+    import timm
+    from segmentation_models_pytorch.encoders import get_encoder
+
+    torch.manual_seed(0)
+    weights = timm.create_model("tf_efficientnet_b0", pretrained=False).state_dict()
+    path = tmp_path / "tf_efficientnet_b0_aa-827b6e33.pth"
+    torch.save(weights, path)
+    ours = create_backbone("efficientnet_b0", pretrained_path=path, encoder_only=True, drop_path_rate=0.2)
+    smp_encoder = get_encoder("timm-efficientnet-b0", weights=None)
+    smp_encoder.load_state_dict({k: v for k, v in weights.items() if not k.startswith(("conv_head", "bn2"))},
+                                strict=False)
+    rates = lambda module: [m.drop_prob for m in module.modules() if type(m).__name__ == "DropPath"]  # noqa: E731
+    assert rates(ours) == pytest.approx(rates(smp_encoder)) and max(rates(ours)) == pytest.approx(0.2 * 15 / 16)
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(images), smp_encoder.eval()(images)[-1])
+
+
+def test_xavier_head_init_is_smp_initialize_head():
+    from segmentation_models_pytorch.base.initialization import initialize_head
+
+    torch.manual_seed(3)
+    ours = create_model("gat", num_classes=3, backbone="resnet18", head_init="xavier").classifier
+    torch.manual_seed(3)  # the head is built last: smp's initialize_head then draws the same numbers
+    model = create_model("gat", num_classes=3, backbone="resnet18")
+    assert model.classifier.bias.abs().sum() > 0  # nn.Linear's default
+    initialize_head(model.classifier)
+    torch.testing.assert_close(ours.weight, model.classifier.weight)
+    assert torch.equal(ours.bias, torch.zeros(3))
+    with pytest.raises(ValueError, match="head_init='normal'"):
+        create_model("baseline", num_classes=3, backbone="resnet18", head_init="normal")

@@ -8,9 +8,11 @@
 # the PNGs; heatmap_png_mode = 'luma' reproduces their grey reading).
 model = 'gat'
 backbone = 'efficientnet_b0'
-pretrain_path = 'pretrained/efficientnet_b0_imagenet.pth'  # see pretrained/README.md
+pretrain_path = 'pretrained/tf_efficientnet_b0_aa-827b6e33.pth'  # python pretrained/fetch.py tf_efficientnet_b0
 encoder_only = True
+drop_path_rate = 0.2          # smp's timm-efficientnet-b0 encoder
 dropout = 0.0
+head_init = 'xavier'          # smp ClassificationHead: xavier-uniform weights, zero bias
 window_loss_from_epoch = 3    # published: window CE unless `epoch < 2` on 0-based epochs
 input_size = 224
 batch_size = 32

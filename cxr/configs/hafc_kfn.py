@@ -4,9 +4,10 @@
 #   python cxr/train.py cxr/configs/hafc_kfn.py --pretrained_dir=runs/cxr/gat_cv_rseed1 ...
 model = 'kfn'
 backbone = 'efficientnet_b0'
-pretrain_path = 'pretrained/efficientnet_b0_imagenet.pth'
+pretrain_path = 'pretrained/tf_efficientnet_b0_aa-827b6e33.pth'  # python pretrained/fetch.py tf_efficientnet_b0
 pretrained_dir = 'runs/cxr/gat_cv_rseed1'   # ours (fold<k>/ckpt_best.pt) or HAFC's output (<k>_fold/best.pth)
 encoder_only = True
+drop_path_rate = 0.2          # smp's timm-efficientnet-b0 encoder
 gaze_threshold = 0.3
 input_size = 224
 batch_size = 32

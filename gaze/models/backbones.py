@@ -63,6 +63,7 @@ class Backbone(nn.Module):
         encoder_only: bool = False,
         input_mean: tuple[float, ...] = IMAGENET_MEAN,
         input_std: tuple[float, ...] = IMAGENET_STD,
+        drop_path_rate: float = 0.0,
     ) -> None:
         """Build timm ``name`` with random weights.
 
@@ -73,15 +74,18 @@ class Backbone(nn.Module):
                 EfficientNet-b0 gives 320 channels, without the 1x1 ``conv_head`` to 1280).
                 ResNets are unchanged.
             input_mean, input_std: the normalisation of the images fed in (ImageNet).
+            drop_path_rate: stochastic depth, timm's linear per-block ramp up to this rate
+                (smp's ``timm-efficientnet-b0`` encoder of HAFC: 0.2; 0 = none).
         """
         super().__init__()
         self.arch = name
         self.encoder_only = encoder_only
+        extra = {"drop_path_rate": drop_path_rate} if drop_path_rate else {}
         if encoder_only:
-            self.net = timm.create_model(name, pretrained=False, features_only=True, out_indices=(-1,))
+            self.net = timm.create_model(name, pretrained=False, features_only=True, out_indices=(-1,), **extra)
             self.num_features = self.net.feature_info.channels()[-1]
         else:
-            self.net = timm.create_model(name, pretrained=False, num_classes=0, global_pool="")
+            self.net = timm.create_model(name, pretrained=False, num_classes=0, global_pool="", **extra)
             self.num_features = self.net.num_features
         config = getattr(self.net, "pretrained_cfg", None) or {}
         self.mean = tuple(config.get("mean", IMAGENET_MEAN))
@@ -115,6 +119,7 @@ def create_backbone(
     name: str,
     pretrained_path: str | Path | None = None,
     encoder_only: bool = False,
+    drop_path_rate: float = 0.0,
 ) -> Backbone:
     """Build a feature extractor and load local weights.
 
@@ -122,12 +127,12 @@ def create_backbone(
         name: timm architecture name.
         pretrained_path: None (random init), a local weight file, or an alias of
             ``PACKAGE_WEIGHTS`` such as ``"package:efficientnet-lite0"``.
-        encoder_only: see ``Backbone``.
+        encoder_only, drop_path_rate: see ``Backbone``.
 
     Returns:
         The ``Backbone``; ``forward_features(images)`` gives (B, num_features, h, w).
     """
-    backbone = Backbone(name, encoder_only=encoder_only)
+    backbone = Backbone(name, encoder_only=encoder_only, drop_path_rate=drop_path_rate)
     if pretrained_path is not None:
         load_backbone_weights(backbone, pretrained_path)
     return backbone
@@ -277,3 +282,20 @@ def copy_matching(
     module.load_state_dict({k: state[k] for k in matched}, strict=False)
     ignored = [k for k in state if k not in own]
     return LoadReport(origin, len(matched), len(own), ignored, absent_optional)
+
+
+#: ``head_init`` values: how a classifier Linear starts.
+HEAD_INITS = {
+    "default": "PyTorch's nn.Linear initialisation",
+    "xavier": "xavier-uniform weights, zero bias (smp's ClassificationHead, HAFC's CXR GAT head; cxr §2.3)",
+}
+
+
+def init_head(head: nn.Linear, mode: str = "default") -> nn.Linear:
+    """Initialise a classifier layer in place (see :data:`HEAD_INITS`) and return it."""
+    if mode not in HEAD_INITS:
+        raise ValueError(f"head_init={mode!r}: expected one of {', '.join(HEAD_INITS)}")
+    if mode == "xavier":
+        nn.init.xavier_uniform_(head.weight)
+        nn.init.zeros_(head.bias)
+    return head

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gaze.models import register_model
-from gaze.models.backbones import create_backbone, global_pool
+from gaze.models.backbones import create_backbone, global_pool, init_head
 
 
 @register_model("baseline")
@@ -34,6 +34,8 @@ class Baseline(nn.Module):
         pretrained_path: str | None = None,
         dropout: float = 0.5,
         encoder_only: bool = False,
+        drop_path_rate: float = 0.0,
+        head_init: str = "default",
     ) -> None:
         """Args:
             num_classes: output classes (CUB: 200; CXR: 3).
@@ -45,14 +47,16 @@ class Baseline(nn.Module):
             dropout: on the pooled embedding (0.5 as the CUB-GHA ``embedding``, cub_pim §1.5;
                 the CXR scripts use 0.0).
             encoder_only: see ``backbones.Backbone`` (CXR EfficientNet-b0 encoders, 320 ch).
+            drop_path_rate: stochastic depth of the backbone (HAFC's smp encoder: 0.2).
+            head_init: 'default' or 'xavier' (HAFC's smp head), see ``backbones.HEAD_INITS``.
         """
         super().__init__()
         self.num_classes = num_classes
         self.input_size = input_size
         self.epoch = 1
-        self.backbone = create_backbone(backbone, pretrained_path, encoder_only=encoder_only)
+        self.backbone = create_backbone(backbone, pretrained_path, encoder_only, drop_path_rate)
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(self.backbone.num_features, num_classes)
+        self.classifier = init_head(nn.Linear(self.backbone.num_features, num_classes), head_init)
 
     def classify(self, images: Tensor) -> Tensor:
         """Logits (N, num_classes) of images (N,3,H,W) through backbone, pool, dropout, head."""

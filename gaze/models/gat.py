@@ -293,8 +293,10 @@ class GAT(Baseline):
         ratios: Sequence[Sequence[Sequence[int]]] | None = None,
         stride: int | None = None,
         gaze_threshold: float | None = None,
+        drop_path_rate: float = 0.0,
+        head_init: str = "default",
     ) -> None:
-        """Args (besides the Baseline ones):
+        """Args (besides the Baseline ones, ``drop_path_rate`` and ``head_init`` among them):
             window_preset: 'cub' (448 px reference, stride 8) or 'cxr' (224 px, stride 2),
                 scaled to ``input_size`` (see ``window_geometry``).
             window_size: side of the resized window crops; default input_size // 2 (224 at
@@ -309,7 +311,8 @@ class GAT(Baseline):
                 §1.7); a number scores them on the CXR-Eye ``y_hm = H * (minmax(H) > threshold)``
                 of the raw map H (cxr §2.1 steps 4-5; see ``gaze_input.hafc_mask``).
         """
-        super().__init__(num_classes, backbone, input_size, pretrained_path, dropout, encoder_only)
+        super().__init__(num_classes, backbone, input_size, pretrained_path, dropout, encoder_only,
+                         drop_path_rate, head_init)
         self.geometry = window_geometry(input_size, window_preset, n_list, iou_threshold, ratios, stride)
         self.window_size = window_size or input_size // 2
         self.window_loss_weight = window_loss_weight

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gaze.models import register_model
-from gaze.models.backbones import IMAGENET_MEAN, IMAGENET_STD, create_backbone, global_pool
+from gaze.models.backbones import IMAGENET_MEAN, IMAGENET_STD, create_backbone, global_pool, init_head
 from gaze.models.gaze_input import check_gaze, hafc_mask
 
 
@@ -45,6 +45,8 @@ class KFN(nn.Module):
         gaze_threshold: float | None = None,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
+        drop_path_rate: float = 0.0,
+        head_init: str = "default",
     ) -> None:
         """Args:
             num_classes, backbone, input_size, pretrained_path, encoder_only: as Baseline;
@@ -58,16 +60,19 @@ class KFN(nn.Module):
                 step 6: 0.3; see ``gaze_input.hafc_mask``).
             mean, std: the normalisation of the input images, undone before masking and
                 redone after (ImageNet).
+            drop_path_rate: stochastic depth of both backbones (HAFC's smp encoders: 0.2).
+            head_init: of the fusion Linear, see ``backbones.HEAD_INITS`` (HAFC's
+                ``Two_Branch`` builds a plain nn.Linear: 'default').
         """
         super().__init__()
         self.num_classes = num_classes
         self.input_size = input_size
         self.epoch = 1
         self.gaze_threshold = gaze_threshold
-        self.image_backbone = create_backbone(backbone, pretrained_path, encoder_only=encoder_only)
-        self.gaze_backbone = create_backbone(backbone, pretrained_path, encoder_only=encoder_only)
+        self.image_backbone = create_backbone(backbone, pretrained_path, encoder_only, drop_path_rate)
+        self.gaze_backbone = create_backbone(backbone, pretrained_path, encoder_only, drop_path_rate)
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(2 * self.image_backbone.num_features, num_classes)
+        self.classifier = init_head(nn.Linear(2 * self.image_backbone.num_features, num_classes), head_init)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         if gat_checkpoint is not None:
