@@ -7,6 +7,7 @@ dict of ``cub/config.py`` (after overrides).
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ def load_cub_config(argv: list[str] | None = None) -> dict[str, Any]:
         raise ConfigError(f"model_type={config['model_type']!r}: expected one of {', '.join(MODEL_TYPES)}")
     if len(set(config["iou_threshs"])) != 1:
         raise ConfigError(f"iou_threshs={config['iou_threshs']}: one threshold for all scales is supported")
+    if not 0.0 <= config["val_fraction"] < 1.0:
+        raise ConfigError(f"val_fraction={config['val_fraction']}: expected a fraction in [0, 1) (0: train on all training images)")
     if config["color_jitter"] is not None and len(config["color_jitter"]) != 2:
         raise ConfigError(f"color_jitter={config['color_jitter']}: expected [brightness, contrast] or None")
     if len(config["N_list"]) != len(config["ratios"]):
@@ -99,16 +102,38 @@ def needs_gaze(config: dict[str, Any], split: str) -> bool:
     return config["model_type"] == "kfn" or (config["model_type"] == "gat" and split == "train")
 
 
-def build_loaders(config: dict[str, Any]) -> dict[str, DataLoader]:
-    """train (shuffled), val and test loaders of ``batch_size`` images per process."""
+def split_sources(config: dict[str, Any]) -> dict[str, str | None]:
+    """The CUB split behind each loader: ``{'train': ..., 'val': ..., 'test': 'test'}``.
+
+    ``val_fraction > 0`` (default): train on 'train', select on the carved 'val'.
+    ``val_fraction = 0``: train on all 5,994 training images ('trainval'), no selection (the
+    last epoch is the result). ``select_on_test=True``: train on 'trainval' and select the
+    best epoch on 'test', as the published loop did (cub_pim §1.8; optimistic, warned).
+    """
+    if config["select_on_test"]:
+        warnings.warn(
+            "select_on_test=True: the best epoch is chosen ON THE TEST SET, as the published CUB-GHA loop did "
+            "(cub_pim.md §1.8); no validation split is carved (val_fraction unused) and the test score is "
+            "optimistic: report it as test-selected", UserWarning, stacklevel=2)
+        return {"train": "trainval", "val": "test", "test": "test"}
+    if config["val_fraction"] > 0:
+        return {"train": "train", "val": "val", "test": "test"}
+    return {"train": "trainval", "val": None, "test": "test"}
+
+
+def build_loaders(config: dict[str, Any]) -> dict[str, DataLoader | None]:
+    """train (shuffled), val (None without a validation split) and test loaders, ``batch_size`` per process."""
     root = data_root(config)
-    loaders = {}
-    for split in ("train", "val", "test"):
-        dataset = build_dataset(config, root, split, needs_gaze(config, split))
-        loaders[split] = DataLoader(
+    loaders: dict[str, DataLoader | None] = {}
+    for role, split in split_sources(config).items():
+        if split is None:
+            loaders[role] = None
+            continue
+        dataset = build_dataset(config, root, split, needs_gaze(config, role))
+        loaders[role] = DataLoader(
             dataset,
             batch_size=config["batch_size"],
-            shuffle=split == "train",
+            shuffle=role == "train",
             num_workers=config["workers"],
             persistent_workers=False,
         )

@@ -27,6 +27,14 @@ from gaze.dist import is_main_process  # noqa: E402
 from gaze.engine import fit  # noqa: E402
 
 
+def selection(config: dict, summary: dict) -> str:
+    """How the reported epoch was chosen, for the summary line."""
+    if summary["val"] is None:
+        return f"last epoch {summary['best_epoch']} (no validation split)"
+    where = "the TEST set (select_on_test)" if config["select_on_test"] else "val"
+    return f"best epoch {summary['best_epoch']} on {where} ({summary['val']['top1']:.2f}% top-1)"
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         config = load_cub_config(argv)
@@ -41,9 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         write_cam_panels(model, config, out_dir / "cam", count=config["cam_images"])
         test = summary["test"]
         print(
-            f"{config['model_type']} ({config['backbone']}, {config['input_size']} px): best epoch "
-            f"{summary['best_epoch']} on val ({summary['val']['top1']:.2f}% top-1); test top-1 "
-            f"{test['top1']:.2f}%, top-5 {test['top5']:.2f}% on {test['num_samples']} images -> {out_dir}"
+            f"{config['model_type']} ({config['backbone']}, {config['input_size']} px): {selection(config, summary)}; "
+            f"test top-1 {test['top1']:.2f}%, top-5 {test['top5']:.2f}% on {test['num_samples']} images -> {out_dir}"
         )
     return 0
 

@@ -170,13 +170,17 @@ def build_dataset(config: dict[str, Any], catalogue: Catalogue, rows, split: str
     return CXREyeDataset(catalogue, rows, transform, with_gaze, draft_size=(width, height))
 
 
-def build_loaders(config: dict[str, Any], catalogue: Catalogue, table: pd.DataFrame, k: int) -> dict[str, DataLoader]:
-    """train (shuffled), val and test loaders of run ``k``; val = test with ``select_on_test``."""
+def build_loaders(config: dict[str, Any], catalogue: Catalogue, table: pd.DataFrame, k: int) -> dict[str, DataLoader | None]:
+    """train (shuffled), val and test loaders of run ``k``; val = test with ``select_on_test``, None
+    when ``val_fraction=0`` carves no validation patients (the last epoch is kept)."""
     column = table[f"split_{k}"]
     loaders = {}
     for split in ("train", "val", "test"):
         source = "test" if split == "val" and config["select_on_test"] else split
         rows = column.index[column == source].to_numpy()
+        if len(rows) == 0 and split == "val" and config["val_fraction"] == 0:
+            loaders[split] = None  # no validation patients: the engine keeps the last epoch
+            continue
         if len(rows) == 0:
             raise ValueError(f"run {k}: the {split} split is empty ({config['protocol']} protocol)")
         dataset = build_dataset(config, catalogue, rows, split, needs_gaze(config, split))

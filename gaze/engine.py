@@ -565,7 +565,8 @@ def fit(model: nn.Module, loaders: Mapping[str, DataLoader], config: Mapping, ru
 
     Args:
         model: a contract model (``forward(images, gaze=None)``, ``loss(batch)``, ``name``).
-        loaders: ``"train"``, ``"val"`` and optionally ``"test"`` DataLoaders. Under torchrun
+        loaders: ``"train"``, optionally ``"val"`` (none or None: no selection, the last
+            epoch is the result) and ``"test"`` DataLoaders. Under torchrun
             they are rebuilt around a DistributedSampler (same dataset, batch size, workers).
         config: a plain dict; the keys of :data:`ENGINE_DEFAULTS` are read (defaults there).
         run_dir: written on rank 0: config.json (+ config file copies), train.log,
@@ -575,7 +576,7 @@ def fit(model: nn.Module, loaders: Mapping[str, DataLoader], config: Mapping, ru
 
     Returns:
         summary: ``best_epoch``, ``best_metric``, ``select_metric``, ``val`` and ``test``
-        (None without a test loader) metrics of the best weights (top1, top5, loss,
+        (None without that loader) metrics of the best weights (top1, top5, loss,
         num_samples), ``run_dir``.
     """
     config = {**ENGINE_DEFAULTS, **config}
@@ -595,6 +596,7 @@ def _fit(model, loaders, config, run_dir: Path, device: torch.device, info: Dist
     seed_everything(int(config["seed"]) + info.rank)
     model.to(device)
     loaders = {name: loader for name, loader in loaders.items() if loader is not None}
+    _check_validation(config, loaders)
     if info.distributed:
         loaders = {name: distributed_loader(loader, int(config["seed"])) for name, loader in loaders.items()}
     train_loader = loaders["train"]
@@ -618,10 +620,14 @@ def _fit(model, loaders, config, run_dir: Path, device: torch.device, info: Dist
                 train_module, optimizer, train_loader, device, epoch, scheduler, scaler, dtype,
                 config["clip_grad_norm"], int(config["log_interval"]))
             broadcast_buffers(model)  # every rank validates rank 0's model, the one saved
-            val = evaluate(model, loaders["val"], device, dtype, model_loss)
-            improved = _is_better(val[config["select_metric"]], state["best_metric"], config["select_metric"])
+            if "val" in loaders:
+                val = evaluate(model, loaders["val"], device, dtype, model_loss)
+                improved = _is_better(val[config["select_metric"]], state["best_metric"], config["select_metric"])
+            else:  # no validation split: every epoch is the newest best, the last one is kept
+                val, improved = NO_VALIDATION, True
             if improved:
-                state.update(best_metric=val[config["select_metric"]], best_epoch=epoch)
+                best = None if val is NO_VALIDATION else val[config["select_metric"]]
+                state.update(best_metric=best, best_epoch=epoch)
             _log_epoch(logger, board, run_dir, epoch, config, train_stats, val, state, info)
             if plateau is not None:
                 _plateau_step(plateau, val[config["select_metric"]], model, optimizer, run_dir, config, improved, logger)
@@ -670,6 +676,22 @@ def _should_stop(epoch: int, state: Mapping, optimizer, config: Mapping, logger)
                     float(stop_lr))
         return True
     return False
+
+
+#: The validation "metrics" of an epoch when fit() has no validation loader.
+NO_VALIDATION = {"loss": float("nan"), "top1": float("nan"), "top5": float("nan"), "num_samples": 0}
+
+
+def _check_validation(config: Mapping, loaders: Mapping) -> None:
+    """Without a validation loader the last epoch is kept; schedules that watch validation need one."""
+    if "val" in loaders:
+        return
+    watching = [key for key, on in (("lr_schedule='plateau'", str(config["lr_schedule"]).lower() == "plateau"),
+                                    ("early_stop_patience", config["early_stop_patience"] is not None)) if on]
+    if watching:
+        raise ValueError(f"{' and '.join(watching)} watch the validation split, but there is none "
+                         "(val_fraction=0?): give a validation split or turn them off")
+    get_logger().info("no validation split: every epoch is kept as the newest, the last one is the result")
 
 
 def _check_config(config: Mapping) -> None:
@@ -813,12 +835,14 @@ def _finish(model, loaders, config, run_dir, device, dtype, state, info, logger)
     best_path = run_dir / CKPT_BEST if (run_dir / CKPT_BEST).is_file() else run_dir / CKPT_LAST
     load_checkpoint(best_path, model)
     model_loss = config["val_loss"] == "model"
-    results = {"val": evaluate(model, loaders["val"], device, dtype, model_loss)}
+    results = {}
+    if "val" in loaders:
+        results["val"] = evaluate(model, loaders["val"], device, dtype, model_loss)
     if "test" in loaders:
         results["test"] = evaluate(model, loaders["test"], device, dtype)  # CE: the image alone
     scalars = {split: {k: r[k] for k in ("top1", "top5", "loss", "num_samples")} for split, r in results.items()}
     summary = {"best_epoch": state["best_epoch"], "best_metric": state["best_metric"],
-               "select_metric": config["select_metric"], "val": scalars["val"],
+               "select_metric": config["select_metric"], "val": scalars.get("val"),
                "test": scalars.get("test"), "run_dir": str(run_dir)}
     for split, values in scalars.items():
         logger.info("best model (epoch %d) on %s: top1 %.2f top5 %.2f loss %.4f (%d samples)",

@@ -124,3 +124,31 @@ def test_training_colour_jitter_is_the_methods_recipe(tiny_cub, tmp_path, model_
         image, _ = transform(grey)
         changed.append(not torch.allclose(image, expected[:, None, None].expand_as(image), atol=1e-6))
     assert any(changed) == jittered
+
+
+def test_val_fraction_zero_trains_on_every_training_image_and_keeps_the_last_epoch(tiny_cub, tmp_path, capsys):
+    from cub.experiment import build_loaders, load_cub_config
+
+    args = common_args(tiny_cub, tmp_path, "all", "--model_type=baseline", "--backbone=resnet18",
+                       "--pretrain_path=None", "--end_epoch=2", "--val_fraction=0", "--cam_images=0")
+    loaders = build_loaders(load_cub_config(args))
+    assert loaders["val"] is None and len(loaders["train"].dataset) == 30  # all 3 x 10 training images
+    assert cub_train.main(args) == 0
+    assert "last epoch 2 (no validation split)" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "all" / "summary.json").read_text())
+    assert summary["best_epoch"] == 2 and summary["val"] is None and summary["test"]["num_samples"] == 18
+    metrics = pd.read_csv(tmp_path / "all" / "metrics.csv")
+    assert list(metrics["epoch"]) == [1, 2] and metrics["val_top1"].isna().all()
+    last = torch.load(tmp_path / "all" / "ckpt_last.pt", weights_only=True)
+    best = torch.load(tmp_path / "all" / "ckpt_best.pt", weights_only=True)
+    assert all(torch.equal(best["model"][k], v) for k, v in last["model"].items())
+
+
+def test_select_on_test_reproduces_the_published_selection(tiny_cub, tmp_path):
+    from cub.experiment import build_loaders, load_cub_config
+
+    config = load_cub_config(common_args(tiny_cub, tmp_path, "sel", "--select_on_test=True"))
+    with pytest.warns(UserWarning, match="ON THE TEST SET"):
+        loaders = build_loaders(config)
+    assert len(loaders["train"].dataset) == 30  # no validation carved
+    assert loaders["val"].dataset.ids == loaders["test"].dataset.ids

@@ -140,6 +140,14 @@ def test_select_on_test_validates_on_the_test_fold(tiny_cxr, tmp_path):
     assert sorted(val["id"]) == sorted(test["id"])
 
 
+def test_cv_without_validation_patients_keeps_the_last_epoch(tiny_cxr, tmp_path):
+    args = common_args(tiny_cxr, tmp_path, "--model=baseline", "--val_fraction=0", "--run_folds=[1]",
+                       "--end_epoch=2", "--cam_images=0")
+    assert cxr_train.main(args) == 0
+    summary = json.loads(next(tmp_path.glob("*/fold1/summary.json")).read_text())
+    assert summary["val"] is None and summary["best_epoch"] == 2
+
+
 def test_unknown_model_is_a_config_error(capsys):
     assert cxr_train.main(["--model=unet"]) == 2
     assert "model='unet'" in capsys.readouterr().err

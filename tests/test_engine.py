@@ -516,6 +516,18 @@ def test_fit_rejects_bad_select_metric(tmp_path):
         fit(new_model(), make_loaders(), make_config(select_metric="test_top1"), tmp_path)
 
 
+def test_fit_without_validation_keeps_the_last_epoch(tmp_path):
+    loaders = make_loaders()
+    loaders["val"] = None
+    summary = fit(new_model(), loaders, make_config(end_epoch=2), tmp_path)
+    assert summary["best_epoch"] == 2 and summary["val"] is None and summary["test"]["num_samples"] == 40
+    best = torch.load(tmp_path / "ckpt_best.pt", weights_only=True)
+    assert best["epoch"] == 2 and best["best_metric"] is None
+    for schedule in ({"lr_schedule": "plateau"}, {"early_stop_patience": 3}):
+        with pytest.raises(ValueError, match="watch the validation split, but there is none"):
+            fit(new_model(), loaders, make_config(**schedule), tmp_path / "watching")
+
+
 # --------------------------------------------------------------------------- plateau, early stop, model loss
 def test_plateau_step_drops_lr_and_reloads_best(tmp_path):
     from gaze.engine import CKPT_BEST, _plateau_step, build_plateau, get_logger
