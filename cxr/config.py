@@ -33,10 +33,11 @@ egd_dir = 'data/synthetic_cxr/egd-cxr'           # EGD-CXR folder with master_sh
 gaze_source = 'fixations'     # 'fixations': render fixations.csv (the dataset's recipe) | 'heatmaps': read <heatmaps_dir>/<dicom_id>/heatmap.png
 heatmaps_dir = None           # None: <egd_dir>/fixation_heatmaps
 heatmap_png_mode = 'viridis'  # 'viridis' (decode the colour map) | 'luma' (published grey reading, ~0.12 background)
-gaze_sigma = None             # Gaussian sd in image px; None: 150 px at the 3056-px DICOM scale (cxr §1.4), scaled to each image
+gaze_sigma = None             # Gaussian sd in image px; None: 150 px at the 3056-px DICOM scale (cxr §1.4; 'ggcam' preprocessing: 75.5 px), scaled to each image
 gaze_duration_weighted = False  # the dataset's recipe counts fixations (+1 each); True weights by duration
 gaze_calibrate = False        # shift gaze by the calibration images' offset (cxr §1.3; off as published)
 gaze_cache_dir = None         # folder to keep rendered/decoded maps across runs (None: memory only)
+preprocessing = 'resize'      # 'resize': squash-resize, ImageNet normalisation, the gaze map resized (HAFC; GG-CAM target area-averaged) | 'ggcam': GG-CAM's published recipe (film zero-padded centred to 2x the input, every 2nd pixel, / max, no mean/std; gaze = fixation dots blurred as cv2 Blur500, sd 75.5 px, point-sampled every 32 input px, / max)
 input_size = 112              # square input side in px (HAFC: 224)
 input_hw = None               # [H, W] for a non-square input, replacing input_size (GG-CAM: [1536, 1280], a 48x40 CAM grid)
 augment = False               # mild affine + brightness/contrast on training images (published: none)

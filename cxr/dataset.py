@@ -78,6 +78,7 @@ class Catalogue:
     cache: AttentionCache
     report: str
     counts: dict[str, int] = field(default_factory=dict)
+    records: dict | None = None  # dicom_id -> FixationRecord (gaze_source 'fixations'), for GG-CAM's recipe
 
 
 def load_catalogue(
@@ -148,7 +149,8 @@ def load_catalogue(
     if cache_dir is not None:
         folder = Path(cache_dir) / cache_folder_name("cxr-gaze", [source], side=GAZE_RENDER_SIDE, **params)
     cache = AttentionCache(produce, capacity=len(frame) + 1, cache_dir=folder)
-    return Catalogue(frame, gaze_source, cache, "\n".join(lines), counts)
+    records = produce.records if gaze_source == "fixations" else None
+    return Catalogue(frame, gaze_source, cache, "\n".join(lines), counts, records)
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -212,7 +214,9 @@ class CXREyeDataset(Dataset):
     Args:
         catalogue: from :func:`load_catalogue`.
         rows: positions in ``catalogue.frame`` of this subset.
-        transform: a :class:`gaze.transforms.JointTransform` (e.g. ``build_resize_transforms``).
+        transform: a :class:`gaze.transforms.JointTransform` (e.g. ``build_resize_transforms``)
+            given the cached map, or a :class:`gaze.transforms.GGCAMTransform` (GG-CAM's
+            published recipe) given the image's fixations.
         with_gaze: return the gaze map (GAT while training, KFN and GG-CAM always).
         draft_size: (W, H) the JPEG decoder may scale down to (see ``load_rgb_image``).
     """
@@ -233,6 +237,9 @@ class CXREyeDataset(Dataset):
         self.transform = transform
         self.with_gaze = with_gaze
         self.draft_size = draft_size
+        if with_gaze and transform.reads_fixations and catalogue.records is None:
+            raise ValueError(f"{transform!r} renders the gaze from the fixations: use gaze_source='fixations' "
+                             f"(this catalogue reads {catalogue.gaze_source})")
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -240,7 +247,11 @@ class CXREyeDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.frame.iloc[index]
         image = load_rgb_image(row["image_path"], self.draft_size)
-        attention = self.catalogue.cache.get(row["dicom_id"]) if self.with_gaze else None
+        attention = None
+        if self.with_gaze and self.transform.reads_fixations:
+            attention = self.catalogue.records[row["dicom_id"]]
+        elif self.with_gaze:
+            attention = self.catalogue.cache.get(row["dicom_id"])
         image, attention = self.transform(image, attention)
         item = {"image": image, "label": torch.tensor(int(row["label"]), dtype=torch.long), "id": row["dicom_id"]}
         if attention is not None:

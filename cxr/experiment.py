@@ -27,7 +27,7 @@ from gaze.dist import is_main_process  # noqa: E402
 from gaze.experiment import resolve_path as shared_resolve_path  # noqa: E402
 from gaze.experiment import weights_path  # noqa: E402
 from gaze.models import create_model  # noqa: E402
-from gaze.transforms import build_resize_transforms  # noqa: E402
+from gaze.transforms import GGCAMTransform, build_resize_transforms  # noqa: E402
 
 SPLITS_CSV = "splits.csv"
 
@@ -42,6 +42,10 @@ def load_cxr_config(argv: list[str] | None = None) -> dict[str, Any]:
     config = load_config(CXR_DIR / "config.py", sys.argv[1:] if argv is None else argv)
     if config["model"] not in MODELS:
         raise ConfigError(f"model={config['model']!r}: expected one of {', '.join(MODELS)}")
+    if config["preprocessing"] not in PREPROCESSING:
+        raise ConfigError(f"preprocessing={config['preprocessing']!r}: expected one of {', '.join(PREPROCESSING)}")
+    if config["preprocessing"] == "ggcam" and config["gaze_source"] != "fixations":
+        raise ConfigError("preprocessing='ggcam' renders the gaze from fixations.csv: set gaze_source='fixations'")
     return method_defaults(config)
 
 
@@ -163,9 +167,19 @@ def input_hw(config: dict[str, Any]) -> tuple[int, int]:
     return config["input_size"], config["input_size"]
 
 
+PREPROCESSING = {
+    "resize": "squash-resize to the input size, ImageNet normalisation, the cached gaze map resized (HAFC's recipe)",
+    "ggcam": "GG-CAM's: film zero-padded and every 2nd pixel, max-normalised; gaze blurred as Blur500 (cxr §3.1)",
+}
+
+
 def build_dataset(config: dict[str, Any], catalogue: Catalogue, rows, split: str, with_gaze: bool) -> CXREyeDataset:
-    """A subset of the catalogue with the CXR transform (resize to input_size; augmentation on train)."""
+    """A subset of the catalogue with the configured ``preprocessing`` (augmentation on train for 'resize')."""
     height, width = input_hw(config)
+    if config["preprocessing"] == "ggcam":
+        transform = GGCAMTransform((height, width), sigma=config["gaze_sigma"],
+                                   weighted=config["gaze_duration_weighted"])
+        return CXREyeDataset(catalogue, rows, transform, with_gaze)  # full decode: every 2nd stored pixel
     transform = build_resize_transforms(train=split == "train", size=(height, width), augment=config["augment"])
     return CXREyeDataset(catalogue, rows, transform, with_gaze, draft_size=(width, height))
 
@@ -210,7 +224,8 @@ def build_model(config: dict[str, Any], k: int = 0) -> nn.Module:
                   pretrained_path=weights_path(config["pretrain_path"], REPO_ROOT))
     if name == "ggcam":
         return create_model(name, **common, use_gaze=config["ggcam_use_gaze"], cam_target=config["cam_target"],
-                            log_sigma_ce=config["log_sigma_ce"], log_sigma_gaze=config["log_sigma_gaze"])
+                            log_sigma_ce=config["log_sigma_ce"], log_sigma_gaze=config["log_sigma_gaze"],
+                            gaze_sampling="point" if config["preprocessing"] == "ggcam" else "area")
     common.update(encoder_only=config["encoder_only"], dropout=config["dropout"],
                   drop_path_rate=config["drop_path_rate"], head_init=config["head_init"])
     common["input_size"] = min(input_hw(config))

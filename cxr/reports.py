@@ -116,4 +116,5 @@ def write_gcam_panels(model: nn.Module, config: dict, dataset: CXREyeDataset, ou
     else:
         layers, prefix = {f"Grad-CAM ({config['model']})": None}, f"{config['model']}_"
     return write_cam_panels(model, first_batch(with_gaze, count), dataset.classes, out_dir,
-                            pass_gaze=config["model"] == "kfn", layers=layers, prefix=prefix)
+                            pass_gaze=config["model"] == "kfn", layers=layers, prefix=prefix,
+                            mean=dataset.transform.mean, std=dataset.transform.std)

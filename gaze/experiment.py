@@ -11,7 +11,7 @@ from torch import nn
 
 from gaze.cam import grad_cam
 from gaze.plots import plot_attention_panels
-from gaze.transforms import denormalize
+from gaze.transforms import IMAGENET_MEAN, IMAGENET_STD, denormalize
 
 
 def resolve_path(path: str | os.PathLike | None, base: Path) -> Path | None:
@@ -37,6 +37,8 @@ def write_cam_panels(
     pass_gaze: bool,
     layers: Mapping[str, str | None],
     prefix: str = "",
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
 ) -> list[Path]:
     """One PNG per sample: image, human attention, then Grad-CAM of the predicted class per layer.
 
@@ -49,13 +51,14 @@ def write_cam_panels(
         layers: panel title -> module name for Grad-CAM (None: the model's ``cam_layer``),
             e.g. KFN's two branches.
         prefix: file-name prefix (e.g. the model name).
+        mean, std: the image normalisation to undo for display (the transform's).
     """
     device = next(model.parameters()).device
     images, gaze = batch["image"].to(device), batch["gaze"].to(device)
     results = {title: grad_cam(model, images, gaze if pass_gaze else None, layer=layer)
                for title, layer in layers.items()}
     targets = next(iter(results.values())).targets
-    pictures = (denormalize(images).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype("uint8")
+    pictures = (denormalize(images, mean, std).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype("uint8")
     paths = []
     for k, sample_id in enumerate(batch["id"]):
         label, predicted = int(batch["label"][k]), int(targets[k])

@@ -183,6 +183,69 @@ def render_single_fixation_maps(
     return maps.sub_(low[:, None, None]).div_(span[:, None, None])
 
 
+def opencv_gaussian_sigma(ksize: int) -> float:
+    """The sd ``cv2.GaussianBlur(ksize, sigma=0)`` uses: 0.3 * ((ksize - 1) / 2 - 1) + 0.8 (501 -> 75.5)."""
+    return 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8
+
+
+def _reflected_gaussian_profiles(dots: np.ndarray, pixels: np.ndarray, length: int, sigma: float,
+                                 radius: float) -> np.ndarray:
+    """One axis of a Gaussian blur of unit dots with OpenCV's default border (BORDER_REFLECT_101).
+
+    Pixel p of the blurred axis sums K(j) over the taps j with reflect101(p + j) = dot, i.e.
+    the dot itself, its mirror -dot across pixel 0 and 2 (length - 1) - dot across the last
+    pixel; K(j) = exp(-j^2 / (2 sigma^2)) for |j| <= radius, else 0 (unnormalised).
+
+    Args:
+        dots: (N,) integer dot positions in 0..length-1.
+        pixels: (P,) positions to evaluate (outside 0..length-1: 0, the zero padding).
+        length: pixels along the axis.
+        sigma, radius: kernel sd and half-width, px.
+
+    Returns:
+        (N, P) float64 profiles.
+    """
+    last = length - 1
+    images = np.stack([dots, -dots, 2 * last - dots]).astype(np.float64)  # (3, N)
+    valid = np.stack([np.ones_like(dots, bool), dots > 0, dots < last])  # a mirror of an edge dot is itself
+    taps = pixels[None, None, :] - images[..., None]  # (3, N, P)
+    kernel = np.where(np.abs(taps) <= radius, np.exp(-(taps**2) / (2 * sigma**2)), 0.0)
+    profiles = (kernel * valid[..., None]).sum(axis=0)
+    return np.where((pixels >= 0) & (pixels <= last), profiles, 0.0)
+
+
+def sample_blurred_dots(
+    record: FixationRecord,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    sigma: float,
+    radius: float,
+    weighted: bool = False,
+) -> np.ndarray:
+    """A Gaussian-blurred dot image of the fixations, evaluated only at the given pixels.
+
+    The dot image has ``+1`` (or the duration, ``weighted``) at each fixation's integer
+    pixel; it is blurred as ``cv2.GaussianBlur`` does (separable kernel of half-width
+    ``radius``, reflect-101 borders; GG-CAM's Blur500 is ksize 501: sigma 75.5, radius 250,
+    cxr.md §3.1). Rows and columns outside the image are the zero padding around it.
+
+    Args:
+        record: fixations in image pixels.
+        rows, cols: (R,) and (C,) image rows and columns to evaluate (any integers).
+        sigma, radius: kernel sd and half-width in image pixels.
+        weighted: weight each dot by its duration instead of 1.
+
+    Returns:
+        (R, C) float64 values, up to the kernel's normalisation constant.
+    """
+    x = np.clip(np.floor(np.asarray(record.x, dtype=np.float64)), 0, record.width - 1)
+    y = np.clip(np.floor(np.asarray(record.y, dtype=np.float64)), 0, record.height - 1)
+    weights = np.asarray(record.duration, dtype=np.float64) if weighted else np.ones(len(x))
+    profiles_y = _reflected_gaussian_profiles(y, np.asarray(rows), record.height, sigma, radius)
+    profiles_x = _reflected_gaussian_profiles(x, np.asarray(cols), record.width, sigma, radius)
+    return (profiles_y * weights[:, None]).T @ profiles_x
+
+
 def drop_last_fixation(record: FixationRecord) -> FixationRecord:
     """The published parser's defect: skip the last (x, y, ms) triple of a line (``--compat``).
 

@@ -34,6 +34,8 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 from torchvision.transforms.v2.functional import InterpolationMode
 
+from gaze.heatmap import opencv_gaussian_sigma, sample_blurred_dots
+
 #: ImageNet channel statistics (torchvision weights; cub_pim.md §1.7 "ImageNet Normalize").
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -138,14 +140,21 @@ def _as_attention(gaze: Any, image_size: Sequence[int]) -> AttentionMap:
 class JointTransform:
     """Apply one v2 pipeline to an image and (optionally) its attention map in one call.
 
+    ``mean`` and ``std`` are the image normalisation the pipeline ends with (for display);
+    ``reads_fixations`` is False: the gaze is a map (see :class:`GGCAMTransform`).
+
     Call with ``(image, gaze)`` where ``image`` is a PIL RGB image or a (3, H, W) tensor
     and ``gaze`` an (H, W) or (1, H, W) map in [0, 1] (or 8-bit), or None. Returns
     ``(image, gaze)``: the (3, S, S) float32 normalised image and the (1, S, S) float32 map
     in [0, 1] with the same geometry, its values as read (None when no map was given).
     """
 
-    def __init__(self, pipeline: v2.Transform):
+    reads_fixations = False
+
+    def __init__(self, pipeline: v2.Transform, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD):
         self.pipeline = pipeline
+        self.mean, self.std = tuple(mean), tuple(std)
 
     def __call__(
         self, image: Image.Image | torch.Tensor, gaze: Any = None
@@ -194,7 +203,7 @@ def build_transforms(
     else:
         steps = [resize, v2.CenterCrop(input_size)]
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
-    return JointTransform(v2.Compose(steps))
+    return JointTransform(v2.Compose(steps), mean, std)
 
 
 def denormalize(
@@ -232,5 +241,93 @@ def build_resize_transforms(
         steps += [v2.RandomAffine(degrees=5, translate=(0.04, 0.04), scale=(0.95, 1.05)),
                   v2.ColorJitter(brightness=0.2, contrast=0.2)]
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
-    return JointTransform(v2.Compose(steps))
+    return JointTransform(v2.Compose(steps), mean, std)
 
+
+
+#: GG-CAM's data recipe (cxr.md §3.1): every ``GGCAM_DOWNSAMPLE``-th pixel of the padded film,
+#: gaze blurred as ``Down2_Blur500`` (cv2.GaussianBlur ksize 501, sigma 0 -> 75.5 px) at the
+#: resolution of a MIMIC film whose longer side is ``GGCAM_REFERENCE_SIDE`` px.
+GGCAM_DOWNSAMPLE, GGCAM_BLUR, GGCAM_REFERENCE_SIDE = 2, 500, 3056
+
+
+def padded_placement(film_hw: Sequence[int], canvas_hw: Sequence[int]) -> tuple[float, int, int, int, int]:
+    """Where a film lands on a zero canvas, centred: ``(scale, top, left, height, width)``.
+
+    ``scale`` is 1 unless the film is larger than the canvas (then it is shrunk to fit,
+    keeping its aspect: GG-CAM's 3072x2560 canvas holds MIMIC's 3056x2544 films, and the
+    published code has no such case); ``top``/``left`` round down.
+    """
+    film_h, film_w = film_hw
+    canvas_h, canvas_w = canvas_hw
+    scale = min(1.0, canvas_h / film_h, canvas_w / film_w)
+    height, width = (film_h, film_w) if scale == 1.0 else (max(1, int(film_h * scale)), max(1, int(film_w * scale)))
+    return scale, (canvas_h - height) // 2, (canvas_w - width) // 2, height, width
+
+
+class GGCAMTransform:
+    """GG-CAM's published input recipe (cxr.md §3.1), image and gaze; no augmentation.
+
+    Image: the film zero-padded, centred, onto a canvas of ``downsample`` x the input size
+    (3072x2560 for the published 1536x1280), every ``downsample``-th pixel kept, divided by
+    its maximum, grey in 3 channels, with **no** mean/std normalisation (``mean = 0``,
+    ``std = 1``; the from-scratch backbones see [0, 1] values).
+    Gaze (from the fixations, ``reads_fixations``): the dot image (+1 per fixation) blurred
+    by ``cv2.GaussianBlur(ksize=blur + 1, sigma=0)`` at film resolution (sd 75.5 px, half-width
+    250 px for Blur500, reflect-101 borders), padded and subsampled exactly like the image
+    (evaluated at those pixels only), divided by its maximum. GG-CAM then point-samples it
+    every 32 input px (the 64 px of the published 48x40 grid) and divides by the maximum
+    again (``GGCAM(gaze_sampling='point')``).
+
+    Deviation: kernel sd and half-width scale with the film's longer side / 3056 px, so they
+    are the published values for MIMIC's 3056-px films and the same relative blur for other
+    sizes (the published kernel is 501 px for every film); ``sigma`` fixes the sd instead.
+
+    Args:
+        input_hw: (H, W) of the network input (published 1536x1280).
+        downsample: pixel step (published 2).
+        blur: the published blur name (200, 500, 800; Blur500 trains), ksize = blur + 1 if even.
+        sigma: kernel sd in film pixels (half-width scaled alike); None: from ``blur``.
+        weighted: weight the dots by fixation duration (published: +1 each).
+    """
+
+    reads_fixations = True
+    mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+
+    def __init__(self, input_hw: Sequence[int], downsample: int = GGCAM_DOWNSAMPLE, blur: int = GGCAM_BLUR,
+                 sigma: float | None = None, weighted: bool = False) -> None:
+        self.input_hw = (int(input_hw[0]), int(input_hw[1]))
+        self.downsample = int(downsample)
+        self.canvas_hw = (self.input_hw[0] * self.downsample, self.input_hw[1] * self.downsample)
+        ksize = blur + 1 if blur % 2 == 0 else blur
+        self.reference_sigma, self.reference_radius = opencv_gaussian_sigma(ksize), (ksize - 1) / 2
+        self.sigma, self.weighted = sigma, weighted
+
+    def image(self, image: Image.Image) -> tuple[torch.Tensor, tuple[float, int, int]]:
+        """(3, H, W) max-normalised input of an RGB film, and its placement (scale, top, left)."""
+        scale, top, left, height, width = padded_placement((image.height, image.width), self.canvas_hw)
+        if scale != 1.0:
+            image = image.resize((width, height), Image.BILINEAR)
+        film = F.pil_to_tensor(image.convert("RGB"))  # (3, h, w) uint8
+        canvas = torch.zeros((3, *self.canvas_hw), dtype=torch.uint8)
+        canvas[:, top : top + height, left : left + width] = film
+        pixels = canvas[:, :: self.downsample, :: self.downsample].to(torch.float32)
+        return pixels / pixels.max().clamp_min(1.0), (scale, top, left)
+
+    def gaze(self, record: Any, placement: tuple[float, int, int]) -> torch.Tensor:
+        """(1, H, W) blurred-dot map at the input pixels, divided by its max (zeros without fixations)."""
+        scale, top, left = placement
+        relative = max(record.width, record.height) / GGCAM_REFERENCE_SIDE
+        sigma = self.sigma if self.sigma is not None else self.reference_sigma * relative
+        radius = sigma * self.reference_radius / self.reference_sigma
+        rows = (np.arange(self.input_hw[0]) * self.downsample - top) / scale
+        cols = (np.arange(self.input_hw[1]) * self.downsample - left) / scale
+        values = torch.from_numpy(sample_blurred_dots(record, rows, cols, sigma, radius, self.weighted))
+        return (values / values.max().clamp_min(1e-300)).to(torch.float32)[None]
+
+    def __call__(self, image: Image.Image, record: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        pixels, placement = self.image(image)
+        return pixels, None if record is None else self.gaze(record, placement)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(input_hw={self.input_hw}, downsample={self.downsample}, canvas={self.canvas_hw})"

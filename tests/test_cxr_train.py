@@ -12,6 +12,7 @@ import torch
 from cxr import evaluate as cxr_evaluate
 from cxr import train as cxr_train
 from cxr.experiment import build_model, load_cxr_config
+from gaze.config import ConfigError
 from gaze.demo_cxr import make_synthetic_cxr_eye
 from gaze.models.kfn import KFN
 
@@ -128,6 +129,29 @@ def test_ggcam_one_fold_runs_and_selects_on_its_loss(tiny_cxr, tmp_path):
     metrics = pd.read_csv(fold / "metrics.csv")
     assert {"train_loss_gaze", "train_sigma_ce", "train_sigma_gaze"} <= set(metrics.columns)
     assert metrics["val_loss"].iloc[0] > 1e3  # the whole weighted sum, not the CE
+
+
+def test_ggcam_published_preprocessing_end_to_end(tiny_cxr, tmp_path):
+    from cxr.experiment import build_catalogue, build_loaders, split_table
+
+    args = common_args(tiny_cxr, tmp_path, "--model=ggcam", "--run_folds=[0]", "--input_hw=[64, 48]",
+                       "--preprocessing=ggcam", "--gcam_viz=True")
+    config = load_cxr_config(args)
+    catalogue = build_catalogue(config)
+    batch = next(iter(build_loaders(config, catalogue, split_table(config, catalogue), 0)["train"]))
+    # 128 x 96 films on the 128 x 96 canvas: every 2nd pixel, divided by the max, no mean/std.
+    assert batch["image"].shape[-2:] == (64, 48) and batch["image"].min() >= 0 and batch["image"].amax() <= 1
+    assert torch.allclose(batch["image"].amax(dim=(1, 2, 3)), torch.ones(len(batch["image"])))
+    assert torch.allclose(batch["gaze"].amax(dim=(1, 2, 3)), torch.ones(len(batch["gaze"])))
+    assert build_model(config).gaze_sampling == "point"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert cxr_train.main(args) == 0
+    assert len(list((tmp_path / "ggcam_cv_rseed1" / "fold0" / "viz_plots").glob("*.png"))) == 2
+    with pytest.raises(ConfigError, match="gaze_source='fixations'"):
+        load_cxr_config([*args, "--gaze_source=heatmaps"])
+    ggcam_configs = [load_cxr_config([f"cxr/configs/{name}.py"]) for name in ("ggcam_effnet", "ggcam_resnet")]
+    assert all(c["preprocessing"] == "ggcam" and c["input_hw"] == [1536, 1280] for c in ggcam_configs)
 
 
 def test_select_on_test_validates_on_the_test_fold(tiny_cxr, tmp_path):

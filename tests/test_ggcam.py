@@ -56,10 +56,11 @@ def test_cam_layer_init_bounds():
 
 
 def test_gaze_targets_area_average_and_max_normalisation():
+    model = small_model()
     gaze = torch.zeros(3, 1, SIZE, SIZE)
     gaze[0, 0, 10, 40] = 1.0  # one bright pixel in cell (0, 1)
     gaze[1, 0, 32:, :48] = 0.5  # covers cell (1, 0), half of cell (1, 1)
-    targets = GGCAM.gaze_targets(gaze, (2, 2))
+    targets = model.gaze_targets(gaze, (2, 2))
     assert targets.shape == (3, 1, 2, 2) and targets.dtype == torch.float32
     torch.testing.assert_close(targets[0, 0], torch.tensor([[0.0, 1.0], [0.0, 0.0]]))
     torch.testing.assert_close(targets[1, 0], torch.tensor([[0.0, 0.0], [1.0, 0.5]]))
@@ -68,7 +69,21 @@ def test_gaze_targets_area_average_and_max_normalisation():
     random = torch.rand(2, 1, 96, 80)
     blocks = random.reshape(2, 1, 3, 32, 2, 40).mean(dim=(3, 5))
     expected = blocks / blocks.amax(dim=(2, 3), keepdim=True)
-    torch.testing.assert_close(GGCAM.gaze_targets(random, (3, 2)), expected)
+    torch.testing.assert_close(model.gaze_targets(random, (3, 2)), expected)
+
+
+def test_gaze_targets_point_sampling_is_the_published_one():
+    # cxr §3.1: the published target is every 64th pixel of the padded Blur500 map, i.e. every
+    # 32nd pixel of the 1536x1280 input: pixels 0, 32, 64, ... then divided by the max.
+    model = small_model(gaze_sampling="point")
+    random = torch.rand(2, 1, 96, 80)
+    expected = random[:, :, 0::32, 0::40] / random[:, :, 0::32, 0::40].amax(dim=(2, 3), keepdim=True)
+    torch.testing.assert_close(model.gaze_targets(random, (3, 2)), expected)
+    one_cell = torch.zeros(1, 1, 96, 80)
+    one_cell[0, 0, 33, 41] = 1.0  # off the sampled pixels: the published target misses it
+    assert model.gaze_targets(one_cell, (3, 2)).sum() == 0 and small_model().gaze_targets(one_cell, (3, 2)).sum() > 0
+    with pytest.raises(ValueError, match="gaze_sampling='nearest'"):
+        small_model(gaze_sampling="nearest")
 
 
 def expected_loss(model, batch, target_classes, log_sigma_ce, log_sigma_gaze):
@@ -114,7 +129,7 @@ def test_faithful_and_fixed_targets():
         out_fixed, out_faithful = fixed.loss(mixed), faithful.loss(mixed)
         assert not torch.allclose(out_fixed["loss_gaze"], out_faithful["loss_gaze"])
         cams, _ = faithful.cams(mixed["image"])
-        target = GGCAM.gaze_targets(mixed["gaze"], cams.shape[-2:])
+        target = faithful.gaze_targets(mixed["gaze"], cams.shape[-2:])
         torch.testing.assert_close(out_faithful["loss_gaze"], F.mse_loss(cams[:, :1], target))
     with pytest.raises(ValueError, match="'true'.*'class0'"):
         GGCAM(backbone="resnet18", cam_target="predicted")

@@ -10,6 +10,7 @@ model = 'ggcam'
 backbone = 'efficientnetv2_s'
 pretrain_path = None
 input_hw = [1536, 1280]
+preprocessing = 'ggcam'      # the published input and gaze target (cxr §3.1)
 batch_size = 4
 protocol = 'ggcam'
 end_epoch = 1024

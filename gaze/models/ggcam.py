@@ -26,8 +26,9 @@ Choices and deviations, each documented where it lives:
   ``int``), so it is not created; only log σ_c and log σ_d are parameters.
 - The CAM layer is a 1×1 convolution with W/C instead of the published B×K×C×h×w broadcast
   (identical values, no K·C·h·w intermediate).
-- The gaze target is the area average of the full-resolution map (the published pipeline
-  point-sampled every 64th pixel of the Blur500 map, cxr §3.1).
+- ``gaze_sampling='area'`` (default) averages each CAM cell's area of the gaze map;
+  ``'point'`` takes every stride-th pixel, as the published pipeline sampled every 64th
+  pixel of the padded Blur500 map (cxr §3.1; with ``gaze.transforms.GGCAMTransform``).
 - Backbones are timm's (see ``GGCAM``), not the published from-scratch networks (cxr §3.3).
 - The loss terms are combined in float32 even under autocast (the weights reach 4.7e19).
 - ``use_gaze=False`` is the gaze-free baseline (published ``dissimilarity_loss=None``):
@@ -52,6 +53,12 @@ log = logging.getLogger(__name__)
 CAM_TARGETS = {
     "true": "the CAM of the true class is matched to the gaze (fix)",
     "class0": "the Normal-class CAM (class 0) is matched for every label (published bug)",
+}
+
+#: gaze_sampling -> how the gaze map becomes the CAM-grid target.
+GAZE_SAMPLINGS = {
+    "area": "the mean of each CAM cell's pixels (ours)",
+    "point": "every stride-th pixel, as the published 64-px point sampling (cxr §3.1)",
 }
 
 #: Published initial log σ_gaze per backbone family (cxr §3.4 / §3.5); log σ_ce = 7 for both.
@@ -140,6 +147,7 @@ class GGCAM(nn.Module):
         cam_target: str = "true",
         log_sigma_ce: float = PUBLISHED_LOG_SIGMA_CE,
         log_sigma_gaze: float | None = None,
+        gaze_sampling: str = "area",
     ) -> None:
         """Args:
             num_classes: output classes (CXR: 3, Normal/CHF/pneumonia).
@@ -156,8 +164,13 @@ class GGCAM(nn.Module):
             log_sigma_ce: initial log σ_c (published 7 for both networks).
             log_sigma_gaze: initial log σ_d; None = the published value for the backbone
                 family (−16 EfficientNet, −23 ResNet; −16 with a warning for others).
+            gaze_sampling: how the gaze map becomes the CAM-grid target, see
+                :data:`GAZE_SAMPLINGS` ('point' is the published one).
         """
         super().__init__()
+        if gaze_sampling not in GAZE_SAMPLINGS:
+            raise ValueError(f"gaze_sampling={gaze_sampling!r}: expected one of {', '.join(GAZE_SAMPLINGS)}")
+        self.gaze_sampling = gaze_sampling
         if cam_target not in CAM_TARGETS:
             choices = "; ".join(f"{key!r}: {text}" for key, text in CAM_TARGETS.items())
             raise ValueError(f"unknown cam_target {cam_target!r}; choices: {choices}")
@@ -183,12 +196,12 @@ class GGCAM(nn.Module):
         """Logits (B, num_classes) of images (B,3,H,W); gaze is ignored (inference is image-only)."""
         return self.cams(images)[1]
 
-    @staticmethod
-    def gaze_targets(gaze: Tensor, size: tuple[int, int], eps: float = 1e-8) -> Tensor:
-        """The gaze at CAM resolution: area average, then divided by the per-sample max.
+    def gaze_targets(self, gaze: Tensor, size: tuple[int, int], eps: float = 1e-8) -> Tensor:
+        """The gaze at CAM resolution (``gaze_sampling``), then divided by the per-sample max.
 
-        The published pipeline point-sampled every 64th pixel of the Blur500 map and divided
-        by its max (cxr §3.1); averaging each cell's area is the alias-free equivalent.
+        'point': pixels 0, s, 2s, ... with s = H // h (W // w): the published pipeline
+        sampled every 64th pixel of the padded map, i.e. every 32nd input pixel of the
+        1536x1280 input (cxr §3.1). 'area': each cell's mean (the alias-free alternative).
 
         Args:
             gaze: (B,1,H,W) attention maps in [0, 1].
@@ -198,7 +211,12 @@ class GGCAM(nn.Module):
         Returns:
             (B,1,h,w) float32 in [0, 1], max 1 unless the map is all zero.
         """
-        pooled = F.adaptive_avg_pool2d(gaze.float(), tuple(size))
+        height, width = size
+        if self.gaze_sampling == "point":
+            step_h, step_w = gaze.shape[-2] // height, gaze.shape[-1] // width
+            pooled = gaze.float()[..., ::step_h, ::step_w][..., :height, :width]
+        else:
+            pooled = F.adaptive_avg_pool2d(gaze.float(), (height, width))
         return pooled / pooled.amax(dim=(2, 3), keepdim=True).clamp_min(eps)
 
     def loss(self, batch: dict) -> dict[str, Tensor]:
