@@ -11,12 +11,16 @@
 # cub/configs/kfn_r50.py; the published value of every knob is given in its comment
 # (specs: cub_pim.md §1.3).
 
+# --- protocol
+protocol = 'ours'             # 'ours' (the corrected defaults) | 'published': the method's published protocol on top, defects included (cub/published.py; warned, run name + '_published')
+
 # --- method
 model_type = 'gat'            # 'gat' | 'kfn' | 'baseline' (published: 'gat')
 backbone = 'tf_efficientnet_lite0'  # any timm name; published: 'resnet50'
 pretrain_path = 'package:efficientnet-lite0'  # ImageNet weights, a local file or package alias; published: './pretrained/resnet50-19c8e357.pth'; None = random init
 GAT_pretrained = None         # KFN: start both branches from this GAT checkpoint (ours or the released best.pth); published: False / '<gat>/best/best.pth'
 dropout = 0.5                 # on the pooled embedding (GAT, baseline: 0.5 as published; KFN uses 0)
+masked_image_crop = 'shared'  # KFN: 'shared' (image and masked image share one crop and flip) | 'independent' (published: drawn apart, cub_pim §1.7)
 
 # --- data
 root = 'data/synthetic_cub'   # the CUB_200_2011 folder; the default is the synthetic demo, made on first use
@@ -52,6 +56,7 @@ ratios = [[[246, 269], [269, 246]],                                 # large  (~2
 N_list = [2, 3, 4]            # windows kept per scale (large, medium, small)
 iou_threshs = [0.25, 0.25, 0.25]  # NMS IoU per scale; one threshold for all scales is supported (the paper's are equal)
 window_side = None            # side of the resized window crops; None: input_size // 2 (224 at 448 as published; the published key of this name was unused)
+window_crop = 'scored'        # 'scored': crop exactly the scored window | 'published': one pixel up/left and larger (cub_pim §1.4)
 window_loss_from_epoch = 2    # the window CE joins the loss from this 1-based epoch (published: `if epoch < 2` on 1-based epochs, i.e. from the second; cub_pim §1.5)
 
 # --- run

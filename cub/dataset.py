@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from gaze.data import (
@@ -76,6 +77,21 @@ def _check_same_ids(reference: Path, ids: set[int], path: Path, other: set[int])
         )
 
 
+def published_masked_picture(picture: Image.Image, attention: torch.Tensor) -> Image.Image:
+    """The published KFN gaze-branch picture: ToPILImage(ToTensor(image) * ToTensor(map)).
+
+    Float32 product of the image / 255 and the (H, W) map in [0, 1], then ``mul(255).byte()``
+    (truncation), as torchvision's ToPILImage does (cub_pim §1.7).
+    """
+    pixels = torch.from_numpy(np.asarray(picture, dtype=np.float32) / np.float32(255))  # (H, W, 3)
+    attention = attention.to(torch.float32)
+    if tuple(attention.shape) != pixels.shape[:2]:  # the published loader resizes the map to the image
+        attention = torch.nn.functional.interpolate(attention[None, None], size=pixels.shape[:2], mode="bilinear",
+                                                    antialias=True, align_corners=False)[0, 0].clamp(0, 1)
+    product = pixels * attention[..., None]
+    return Image.fromarray(product.mul(255).to(torch.uint8).numpy())
+
+
 def _resolve(root: Path, path: str | os.PathLike) -> Path:
     path = Path(path)
     return path if path.is_absolute() else root / path
@@ -140,6 +156,10 @@ class CUBDataset(Dataset):
         num_classes: expected number of classes (checked against ``classes.txt``, else the
             largest label); None skips the check.
         check_files: check at construction that every image of the split exists.
+        masked_image: also return ``masked_image``, the published KFN input of the gaze
+            branch: ToTensor(image) x ToTensor(map) as 8-bit (truncated) through its own
+            ``transform`` call, so a random crop and flip independent of the image's
+            (cub_pim §1.7: a defect of the published code, reproduced for its protocol).
     """
 
     def __init__(
@@ -152,6 +172,7 @@ class CUBDataset(Dataset):
         seed: int = 0,
         num_classes: int | None = None,
         check_files: bool = True,
+        masked_image: bool = False,
     ):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -174,6 +195,9 @@ class CUBDataset(Dataset):
         if check_files:
             self._check_images_exist([lines[i] for i in chosen])
         self.gaze = self._setup_gaze(gaze, {str(i) for i in all_ids}) if gaze is not None else None
+        if masked_image and self.gaze is None:
+            raise ValueError("masked_image=True needs the gaze maps (pass gaze=...)")
+        self.masked_image = masked_image
 
     # ----------------------------------------------------------------- metadata
     def _read_metadata(self):
@@ -352,16 +376,18 @@ class CUBDataset(Dataset):
         return len(self.ids)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        image = load_rgb_image(self.paths[index])
-        attention = self._attention(index, image.size) if self.gaze is not None else None
-        image, attention = self.transform(image, attention)
+        picture = load_rgb_image(self.paths[index])
+        attention = self._attention(index, picture.size) if self.gaze is not None else None
+        image, gaze = self.transform(picture, attention)
         item = {
             "image": image,
             "label": torch.tensor(int(self.labels[index]), dtype=torch.long),
             "id": self.ids[index],
         }
-        if attention is not None:
-            item["gaze"] = attention
+        if gaze is not None:
+            item["gaze"] = gaze
+        if self.masked_image:
+            item["masked_image"] = self.transform(published_masked_picture(picture, attention))[0]
         return item
 
     def __repr__(self) -> str:

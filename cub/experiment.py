@@ -17,9 +17,11 @@ from torch.utils.data import DataLoader
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CUB_DIR = REPO_ROOT / "cub"
 MODEL_TYPES = ("gat", "kfn", "baseline")
+MASKED_IMAGE_CROPS = ("shared", "independent")
 
 from cub.dataset import CUBDataset  # noqa: E402
-from gaze.config import ConfigError, load_config  # noqa: E402
+from cub.published import PUBLISHED  # noqa: E402
+from gaze.config import ConfigError, apply_protocol, load_config  # noqa: E402
 from gaze.demo import MARKER_NAME, ensure_synthetic_cub  # noqa: E402
 from gaze.experiment import resolve_path as shared_resolve_path  # noqa: E402
 from gaze.experiment import weights_path  # noqa: E402
@@ -37,6 +39,10 @@ def load_cub_config(argv: list[str] | None = None) -> dict[str, Any]:
     config = load_config(CUB_DIR / "config.py", sys.argv[1:] if argv is None else argv)
     if config["model_type"] not in MODEL_TYPES:
         raise ConfigError(f"model_type={config['model_type']!r}: expected one of {', '.join(MODEL_TYPES)}")
+    config = apply_protocol(config, PUBLISHED, config["model_type"], "model_name")
+    if config["masked_image_crop"] not in MASKED_IMAGE_CROPS:
+        raise ConfigError(f"masked_image_crop={config['masked_image_crop']!r}: expected one of "
+                          f"{', '.join(MASKED_IMAGE_CROPS)}")
     if len(set(config["iou_threshs"])) != 1:
         raise ConfigError(f"iou_threshs={config['iou_threshs']}: one threshold for all scales is supported")
     if not 0.0 <= config["val_fraction"] < 1.0:
@@ -94,6 +100,7 @@ def build_dataset(config: dict[str, Any], root: Path, split: str, with_gaze: boo
         val_fraction=config["val_fraction"],
         seed=config["seed"],
         num_classes=config["num_classes"],
+        masked_image=train and with_gaze and config["masked_image_crop"] == "independent",
     )
 
 
@@ -158,6 +165,7 @@ def build_model(config: dict[str, Any]) -> nn.Module:
             stride=config["stride"],
             window_size=config["window_side"],
             window_loss_from_epoch=config["window_loss_from_epoch"],
+            window_crop=config["window_crop"],
         )
     if config["model_type"] == "kfn" and config["GAT_pretrained"]:
         kwargs["gat_checkpoint"] = str(resolve_path(config["GAT_pretrained"]))

@@ -11,6 +11,9 @@
 # ggcam_resnet.py: 1536x1280 from scratch); the published value of every knob is in its
 # comment (specs: cxr.md §2.6, §3.5).
 
+# --- protocol
+protocol = 'ours'             # 'ours' (the corrected defaults) | 'published': the method's published protocol on top, defects included (cxr/published.py; warned, run name + '_published')
+
 # --- method
 model = 'gat'                 # 'gat' | 'kfn' | 'ggcam' | 'baseline' (HAFC: gat / kfn; GG-CAM: ggcam)
 backbone = 'tf_efficientnet_lite0'  # any timm name; HAFC: 'efficientnet_b0' (smp's timm-efficientnet-b0 is this timm architecture, with the TF-ported weights); GG-CAM: 'efficientnetv2_s' | 'resnet50'
@@ -20,6 +23,7 @@ dropout = 0.0                 # GAT/baseline head dropout (HAFC scripts: 0.0; ar
 drop_path_rate = 0.0          # GAT/KFN/baseline: stochastic depth of the backbone (HAFC's smp timm-efficientnet-b0 encoder: 0.2)
 head_init = 'default'         # GAT/KFN/baseline classifier: 'default' (nn.Linear) | 'xavier' (xavier-uniform, zero bias: smp's ClassificationHead of HAFC's GAT)
 gaze_threshold = 0.3          # HAFC mask minmax(map) > 0.3: KFN's masked image and GAT's window map y_hm = map * mask (cxr §2.1); None: the map itself
+window_crop = 'scored'        # GAT: 'scored' crops exactly the scored window | 'published': one pixel up/left and larger (cxr §2.3)
 window_loss_from_epoch = 3    # GAT: the window CE joins from this 1-based epoch (published: `if epoch < 2` on 0-based epochs, i.e. from the third; cxr §2.3)
 pretrained_dir = None         # KFN: start fold k from that fold's GAT checkpoint: <dir>/fold<k>/ckpt_best.pt (ours) or <dir>/<k>_fold/best.pth (HAFC)
 cam_target = 'true'           # GG-CAM: 'true' = CAM of the true class matched to the gaze (fix); 'class0' = published (always the Normal CAM, cxr §3.4)
@@ -41,17 +45,19 @@ preprocessing = 'resize'      # 'resize': squash-resize, ImageNet normalisation,
 input_size = 112              # square input side in px (HAFC: 224)
 input_hw = None               # [H, W] for a non-square input, replacing input_size (GG-CAM: [1536, 1280], a 48x40 CAM grid)
 augment = False               # mild affine + brightness/contrast on training images (published: none)
+jpeg_draft = True             # 'resize' preprocessing: let the JPEG decoder downscale in the DCT domain first (fast); False: full decode (published)
 batch_size = 16               # HAFC: 32; GG-CAM: 4
 workers = 0                   # DataLoader worker processes (HAFC: 12)
 
 # --- protocol (cxr/prepare.py); splits are written to <run>/splits.csv
-protocol = 'cv'               # 'cv' (HAFC 5-fold by patient) | 'holdout' (EGD 80/10/10 by patient) | 'ggcam' (per-class 70/10/20)
+split = 'cv'                  # patient split protocol: 'cv' (HAFC 5-fold by patient) | 'holdout' (EGD 80/10/10 by patient) | 'ggcam' (per-class 70/10/20)
 folds = 5
-rseed = None                  # patient shuffle seed; None: the protocol's published one (cv: 1 as in the HAFC paper; holdout: EGD's 42)
+rseed = None                  # patient shuffle seed; None: the split's published one (cv: 1 as in the HAFC paper; holdout: EGD's 42)
 val_fraction = 0.1            # CV: validation patients carved from each fold's training patients (model selection); 0: none, the last epoch is kept
 select_on_test = False        # CV: the papers' protocol, best epoch chosen ON THE TEST FOLD (optimistic; warned)
-ggcam_fraction = 1.0          # 'ggcam' protocol: fraction of each split kept (published file: 0.01, a bug)
+ggcam_fraction = 1.0          # 'ggcam' split: fraction of each split kept (published file: 0.01, a bug)
 ggcam_seed = 0
+ggcam_patient_disjoint = True  # 'ggcam' split: every patient's images follow its first image (fix); False: per-image CSV order as published
 run_folds = None              # run only these folds, e.g. [0] (None: all)
 
 # --- optimisation (None = the method's published value)

@@ -29,6 +29,7 @@ from cxr.experiment import (  # noqa: E402
     fold_checkpoint,
     load_cxr_config,
     needs_gaze,
+    patient_disjoint,
     resolve_path,
     run_dir,
     run_names,
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = resolve_path(config["eval_dir"]) if config["eval_dir"] else checkpoint_dir / "evaluation"
     catalogue = build_catalogue(config)
     saved = checkpoint_dir / SPLITS_CSV
-    table = read_split_table(saved) if saved.is_file() else split_table(config, catalogue)
+    table = read_split_table(saved, patient_disjoint(config)) if saved.is_file() else split_table(config, catalogue)
     table = table.set_index("dicom_id").reindex(catalogue.frame["dicom_id"]).reset_index()
     device = resolve_device(config["device"])
     rows = []

@@ -20,8 +20,9 @@ CXR_DIR = REPO_ROOT / "cxr"
 MODELS = ("gat", "kfn", "ggcam", "baseline")
 
 from cxr.dataset import Catalogue, CXREyeDataset, load_catalogue  # noqa: E402
-from cxr.prepare import DEFAULT_RSEED, build_split_table, check_patient_disjoint, read_split_table, write_split_table  # noqa: E402
-from gaze.config import ConfigError, load_config  # noqa: E402
+from cxr.prepare import DEFAULT_RSEED, PROTOCOLS, build_split_table, read_split_table, write_split_table  # noqa: E402
+from cxr.published import PUBLISHED  # noqa: E402
+from gaze.config import PUBLISHED_SUFFIX, ConfigError, apply_protocol, load_config  # noqa: E402
 from gaze.demo import MARKER_NAME, ensure_synthetic_cxr_eye  # noqa: E402
 from gaze.dist import is_main_process  # noqa: E402
 from gaze.experiment import resolve_path as shared_resolve_path  # noqa: E402
@@ -40,8 +41,12 @@ def resolve_path(path: str | None) -> Path | None:
 def load_cxr_config(argv: list[str] | None = None) -> dict[str, Any]:
     """``cxr/config.py`` + override files + ``--key=value``, checked, with method defaults filled."""
     config = load_config(CXR_DIR / "config.py", sys.argv[1:] if argv is None else argv)
+    if config["protocol"] in PROTOCOLS:
+        raise ConfigError(f"protocol={config['protocol']!r}: the patient split is the key 'split' now "
+                          f"(--split={config['protocol']}); protocol is 'ours' or 'published'")
     if config["model"] not in MODELS:
         raise ConfigError(f"model={config['model']!r}: expected one of {', '.join(MODELS)}")
+    config = apply_protocol(config, PUBLISHED, config["model"], "model_name")
     if config["preprocessing"] not in PREPROCESSING:
         raise ConfigError(f"preprocessing={config['preprocessing']!r}: expected one of {', '.join(PREPROCESSING)}")
     if config["preprocessing"] == "ggcam" and config["gaze_source"] != "fixations":
@@ -63,7 +68,7 @@ def method_defaults(config: dict[str, Any]) -> dict[str, Any]:
         lite0 = config["backbone"] == "tf_efficientnet_lite0" and not ggcam
         config["pretrain_path"] = "package:efficientnet-lite0" if lite0 else None
     if config["rseed"] is None:
-        config["rseed"] = DEFAULT_RSEED.get(config["protocol"], 0)
+        config["rseed"] = DEFAULT_RSEED.get(config["split"], 0)
     if config["init_lr"] is None:
         config["init_lr"] = (5e-3 if "resnet" in config["backbone"] else 6e-3) if ggcam else 5e-4
     if config["lr_schedule"] is None:
@@ -77,7 +82,8 @@ def method_defaults(config: dict[str, Any]) -> dict[str, Any]:
         stop_lr=1e-8 if ggcam else None,
     )
     if config["model_name"] is None:
-        config["model_name"] = f"{config['model']}_{config['protocol']}_rseed{config['rseed']}"
+        suffix = PUBLISHED_SUFFIX if config["protocol"] == "published" else ""
+        config["model_name"] = f"{config['model']}_{config['split']}_rseed{config['rseed']}{suffix}"
     return config
 
 
@@ -108,12 +114,12 @@ def split_table(config: dict[str, Any], catalogue: Catalogue) -> pd.DataFrame:
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         table = build_split_table(
-            catalogue.frame[["dicom_id", "patient_id", "label"]], config["protocol"], n_folds=config["folds"],
+            catalogue.frame[["dicom_id", "patient_id", "label"]], config["split"], n_folds=config["folds"],
             rseed=config["rseed"], val_fraction=config["val_fraction"], val_seed=config["seed"],
             ggcam_fraction=config["ggcam_fraction"], ggcam_seed=config["ggcam_seed"],
+            ggcam_patient_disjoint=config["ggcam_patient_disjoint"],
             select_on_test=config["select_on_test"])
-    check_patient_disjoint(table)
-    return table
+    return table  # build_split_table checked it is patient-disjoint (unless the published GG-CAM split)
 
 
 def saved_split_table(config: dict[str, Any], catalogue: Catalogue, out_dir: Path) -> pd.DataFrame:
@@ -121,7 +127,7 @@ def saved_split_table(config: dict[str, Any], catalogue: Catalogue, out_dir: Pat
     table = split_table(config, catalogue)
     path = out_dir / SPLITS_CSV
     if path.is_file():
-        saved = read_split_table(path)
+        saved = read_split_table(path, patient_disjoint(config))
         if not saved[table.columns].astype(str).equals(table.astype(str)):
             raise ValueError(f"{path} differs from the splits of this config (protocol, rseed, data changed?); "
                              "use another model_name or delete the run folder")
@@ -129,6 +135,11 @@ def saved_split_table(config: dict[str, Any], catalogue: Catalogue, out_dir: Pat
     if is_main_process():
         write_split_table(table, path)
     return table
+
+
+def patient_disjoint(config: dict[str, Any]) -> bool:
+    """Whether the config's splits keep each patient in one part (all but GG-CAM's published split)."""
+    return config["split"] != "ggcam" or config["ggcam_patient_disjoint"]
 
 
 def run_names(config: dict[str, Any], table: pd.DataFrame) -> list[tuple[int, str]]:
@@ -144,7 +155,7 @@ def run_names(config: dict[str, Any], table: pd.DataFrame) -> list[tuple[int, st
 
 def run_name(config: dict[str, Any], k: int) -> str:
     """Folder of run ``k``: ``fold<k>`` in cross-validation, the protocol's name otherwise."""
-    return f"fold{k}" if config["protocol"] == "cv" else config["protocol"]
+    return f"fold{k}" if config["split"] == "cv" else config["split"]
 
 
 def needs_gaze(config: dict[str, Any], split: str) -> bool:
@@ -181,7 +192,7 @@ def build_dataset(config: dict[str, Any], catalogue: Catalogue, rows, split: str
                                    weighted=config["gaze_duration_weighted"])
         return CXREyeDataset(catalogue, rows, transform, with_gaze)  # full decode: every 2nd stored pixel
     transform = build_resize_transforms(train=split == "train", size=(height, width), augment=config["augment"])
-    return CXREyeDataset(catalogue, rows, transform, with_gaze, draft_size=(width, height))
+    return CXREyeDataset(catalogue, rows, transform, with_gaze, draft_size=(width, height) if config["jpeg_draft"] else None)
 
 
 def build_loaders(config: dict[str, Any], catalogue: Catalogue, table: pd.DataFrame, k: int) -> dict[str, DataLoader | None]:
@@ -196,7 +207,7 @@ def build_loaders(config: dict[str, Any], catalogue: Catalogue, table: pd.DataFr
             loaders[split] = None  # no validation patients: the engine keeps the last epoch
             continue
         if len(rows) == 0:
-            raise ValueError(f"run {k}: the {split} split is empty ({config['protocol']} protocol)")
+            raise ValueError(f"run {k}: the {split} split is empty ({config['split']} protocol)")
         dataset = build_dataset(config, catalogue, rows, split, needs_gaze(config, split))
         loaders[split] = DataLoader(dataset, batch_size=config["batch_size"], shuffle=split == "train",
                                     num_workers=config["workers"])
@@ -231,7 +242,7 @@ def build_model(config: dict[str, Any], k: int = 0) -> nn.Module:
     common["input_size"] = min(input_hw(config))
     if name == "gat":
         return create_model(name, **common, window_preset="cxr", gaze_threshold=config["gaze_threshold"],
-                            window_loss_from_epoch=config["window_loss_from_epoch"])
+                            window_loss_from_epoch=config["window_loss_from_epoch"], window_crop=config["window_crop"])
     if name == "kfn":
         gat = config["pretrained_dir"] and str(
             fold_checkpoint(resolve_path(config["pretrained_dir"]), k, run_name(config, k)))

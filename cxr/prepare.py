@@ -312,6 +312,7 @@ def build_split_table(
     ggcam_fraction: float = 1.0,
     ggcam_seed: int = 0,
     select_on_test: bool = False,
+    ggcam_patient_disjoint: bool = True,
 ) -> pd.DataFrame:
     """One protocol's splits as a table: one ``split_<k>`` column per run.
 
@@ -321,7 +322,7 @@ def build_split_table(
       ``select_on_test=True`` is the papers' protocol instead (cxr §2.2, §2.5): no validation,
       the trainer selects the best epoch on the test fold (optimistic; warned about).
     - ``holdout``: ``holdout_split`` (its own val; ``val_fraction`` unused), one run.
-    - ``ggcam``: ``ggcam_split`` with the patient ids (patient-disjoint), one run.
+    - ``ggcam``: ``ggcam_split`` with the patient ids (patient-disjoint; ``ggcam_patient_disjoint``), one run.
 
     Args:
         frame: one row per image with columns ``dicom_id``, ``patient_id``, ``label``.
@@ -331,6 +332,8 @@ def build_split_table(
             (cv 1, HAFC paper runs; holdout 42, EGD). Unused by ggcam.
         val_fraction, val_seed: validation carving of the CV runs.
         ggcam_fraction, ggcam_seed: ``fraction`` and ``seed`` of ``ggcam_split``.
+        ggcam_patient_disjoint: give ``ggcam_split`` the patient ids (our fix); False splits
+            the images in CSV order regardless of patients, as published.
         select_on_test: CV only; carve no validation set (the trainer validates on the test
             fold). Recorded in ``table.attrs["select_on_test"]``.
 
@@ -367,9 +370,11 @@ def build_split_table(
     elif protocol == "holdout":
         table["split_0"] = holdout_split(patients, rseed)
     else:
-        table["split_0"] = ggcam_split(labels, ggcam_fraction, ggcam_seed, patient_ids=patients)
+        table["split_0"] = ggcam_split(labels, ggcam_fraction, ggcam_seed,
+                                       patient_ids=patients if ggcam_patient_disjoint else None)
     table.attrs.update(protocol=protocol, select_on_test=bool(select_on_test))
-    check_patient_disjoint(table)
+    if protocol != "ggcam" or ggcam_patient_disjoint:
+        check_patient_disjoint(table)
     return table
 
 
@@ -452,8 +457,13 @@ def write_split_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     return path
 
 
-def read_split_table(path: str | os.PathLike) -> pd.DataFrame:
+def read_split_table(path: str | os.PathLike, patient_disjoint: bool = True) -> pd.DataFrame:
     """Read a split table written by ``write_split_table``; ids and splits as str.
+
+    Args:
+        path: the CSV file.
+        patient_disjoint: require every patient in one split per run (False: GG-CAM's
+            published per-image split).
 
     Raises:
         ValueError: naming the file (and line) for missing columns, split columns not numbered
@@ -463,11 +473,11 @@ def read_split_table(path: str | os.PathLike) -> pd.DataFrame:
     header = pd.read_csv(path, nrows=0).columns
     text_columns = [c for c in header if c in ("dicom_id", "patient_id") or _SPLIT_COLUMN.fullmatch(c)]
     table = pd.read_csv(path, dtype={c: str for c in text_columns}, keep_default_na=False)
-    _check_table(table, str(path))
+    _check_table(table, str(path), patient_disjoint)
     return table
 
 
-def _check_table(table: pd.DataFrame, source: str) -> None:
+def _check_table(table: pd.DataFrame, source: str, patient_disjoint: bool = True) -> None:
     """Check the columns and values of a split table; errors name ``source`` and the CSV line."""
     missing = [column for column in ID_COLUMNS if column not in table.columns]
     if missing:
@@ -487,6 +497,8 @@ def _check_table(table: pd.DataFrame, source: str) -> None:
     if duplicated.any():
         row = int(np.flatnonzero(duplicated)[0])
         raise ValueError(f"{source}:{row + 2}: dicom_id {table['dicom_id'].iloc[row]!r} repeated")
+    if not patient_disjoint:
+        return
     try:
         check_patient_disjoint(table)
     except ValueError as error:

@@ -87,12 +87,12 @@ def write_cv_summary(rows: Sequence[dict], config: dict, out_dir: Path) -> str:
         stats[column] = {"mean": float(values.mean()) if len(values) else None,
                          "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0 if len(values) else None,
                          "folds": int(len(values))}
-    summary = {"model": config["model"], "backbone": config["backbone"], "protocol": config["protocol"],
+    summary = {"model": config["model"], "backbone": config["backbone"], "split": config["split"], "protocol": config["protocol"],
                "rseed": config["rseed"], "select_on_test": config["select_on_test"], "folds": len(table),
                "metrics": stats, "run_dir": str(out_dir)}
     _write_json(out_dir / "cv_summary.json", summary)
     selection = "TEST fold (optimistic, as published)" if config["select_on_test"] else "validation patients"
-    lines = [f"{config['model']} ({config['backbone']}, {config['protocol']}, {len(table)} run(s), "
+    lines = [f"{config['model']} ({config['backbone']}, {config['split']}, {len(table)} run(s), "
              f"best epoch on {selection}) -> {out_dir}"]
     for column, label, scale in (("accuracy", "accuracy (%)", 1.0), ("auc_ovr", "macro AUC (OvR)", 1.0),
                                  ("macro_f1", "macro F1", 1.0)):

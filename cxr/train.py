@@ -60,7 +60,7 @@ def train_folds(config: dict) -> int:
     fold_results = []
     for k, name in run_names(config, table):
         if is_main_process():
-            print(f"--- {config['model']} {name} ({config['protocol']}, rseed {config['rseed']})", flush=True)
+            print(f"--- {config['model']} {name} ({config['split']}, rseed {config['rseed']})", flush=True)
         loaders = build_loaders(config, catalogue, table, k)
         model = build_model(config, k)
         fold_dir = out_dir / name

@@ -29,6 +29,7 @@ import os
 import shutil
 import sys
 import tokenize
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -168,6 +169,51 @@ def _suggestion(key: str, config: dict) -> str:
     """'; did you mean 'x'?' for the closest known key, or ''."""
     matches = difflib.get_close_matches(key, [k for k in config if k != FILES_KEY], n=1)
     return f"; did you mean {matches[0]!r}?" if matches else ""
+
+
+#: ``protocol`` values: our corrected defaults, or each method's published protocol on top.
+PROTOCOLS = ("ours", "published")
+#: Appended to the run name of a published-protocol run, so it never resumes or overwrites ours.
+PUBLISHED_SUFFIX = "_published"
+
+
+def apply_protocol(config: dict, published: dict[str, dict[str, tuple[Any, str]]], method: str,
+                   name_key: str) -> dict:
+    """Turn on the published protocol of ``method`` when ``config['protocol'] == 'published'``.
+
+    Each published setting replaces the config's value (command line included), a warning
+    lists every key with the value it had and why the published one differs, and the run
+    name ``config[name_key]`` (None allowed) gets :data:`PUBLISHED_SUFFIX`.
+
+    Args:
+        config: a loaded config with a ``protocol`` key.
+        published: method -> {key: (published value, what it reproduces)} (the tree's table).
+        method: the configured method (a key of ``published``).
+        name_key: the key naming the run folder.
+
+    Returns:
+        A new dict; unchanged (a copy) for ``protocol='ours'``.
+
+    Raises:
+        ConfigError: an unknown protocol, or a method without a published protocol.
+    """
+    config = dict(config)
+    if config["protocol"] not in PROTOCOLS:
+        raise ConfigError(f"protocol={config['protocol']!r}: expected one of {', '.join(PROTOCOLS)}")
+    if config["protocol"] == "ours":
+        return config
+    if method not in published:
+        raise ConfigError(f"protocol='published': no published protocol for {method!r} "
+                          f"(known: {', '.join(sorted(published))})")
+    lines = []
+    for key, (value, reason) in published[method].items():
+        lines.append(f"  {key} = {value!r} (was {config[key]!r}): {reason}")
+        config[key] = _checked(key, value, config[key], "published protocol")
+    if config[name_key] is not None and not str(config[name_key]).endswith(PUBLISHED_SUFFIX):
+        config[name_key] = f"{config[name_key]}{PUBLISHED_SUFFIX}"
+    warnings.warn(f"protocol='published' reproduces the published {method} protocol, known defects included; "
+                  "it turns on:\n" + "\n".join(lines), UserWarning, stacklevel=2)
+    return config
 
 
 def config_help(defaults_path: str | os.PathLike) -> str:

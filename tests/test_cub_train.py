@@ -152,3 +152,51 @@ def test_select_on_test_reproduces_the_published_selection(tiny_cub, tmp_path):
         loaders = build_loaders(config)
     assert len(loaders["train"].dataset) == 30  # no validation carved
     assert loaders["val"].dataset.ids == loaders["test"].dataset.ids
+
+
+def test_published_protocol_turns_on_the_papers_quirks_with_a_warning():
+    from cub.experiment import load_cub_config
+    from gaze.config import ConfigError
+
+    with pytest.warns(UserWarning, match=r"(?s)protocol='published'.*select_on_test = True \(was False\).*window_crop"):
+        gat = load_cub_config(["cub/configs/gat_r50.py", "--protocol=published"])
+    assert gat["select_on_test"] and gat["window_crop"] == "published" and gat["model_name"] == "gat_r50_published"
+    with pytest.warns(UserWarning, match="masked_image_crop = 'independent'"):
+        kfn = load_cub_config(["cub/configs/kfn_r50.py", "--protocol=published"])
+    assert kfn["masked_image_crop"] == "independent" and kfn["select_on_test"]
+    ours = load_cub_config(["cub/configs/gat_r50.py"])
+    assert not ours["select_on_test"] and ours["window_crop"] == "scored" and ours["model_name"] == "gat_r50"
+    with pytest.raises(ConfigError, match="protocol='paper'"):
+        load_cub_config(["--protocol=paper"])
+
+
+def test_published_kfn_masked_picture_has_its_own_crop(tiny_cub, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from cub.dataset import published_masked_picture
+    from cub.experiment import build_loaders, load_cub_config
+
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8))
+    attention = torch.from_numpy(rng.random((30, 40)).astype(np.float32))
+    expected = (np.asarray(picture, np.float32) / np.float32(255) * attention.numpy()[..., None] * np.float32(255))
+    np.testing.assert_array_equal(np.asarray(published_masked_picture(picture, attention)), expected.astype(np.uint8))
+
+    args = common_args(tiny_cub, tmp_path, "kfn", "--model_type=kfn", "--backbone=resnet18", "--pretrain_path=None",
+                       "--protocol=published", "--input_size=48")
+    with pytest.warns(UserWarning):
+        loaders = build_loaders(load_cub_config(args))
+    torch.manual_seed(0)
+    batch = next(iter(loaders["train"]))
+    assert batch["masked_image"].shape == batch["image"].shape
+    assert "masked_image" not in next(iter(loaders["test"]))
+    from cub.experiment import build_model
+
+    with pytest.warns(UserWarning):
+        model = build_model(load_cub_config(args))
+    out = model.loss(batch)  # the gaze branch reads the independently cropped masked picture
+    with torch.no_grad():
+        model.eval()
+        torch.testing.assert_close(model.fuse(batch["image"], batch["masked_image"]), model.loss(batch)["logits"])
+    assert torch.isfinite(out["loss"])

@@ -172,6 +172,38 @@ def test_cv_without_validation_patients_keeps_the_last_epoch(tiny_cxr, tmp_path)
     assert summary["val"] is None and summary["best_epoch"] == 2
 
 
+def test_published_protocols_of_hafc_and_ggcam(tiny_cxr, tmp_path):
+    with pytest.warns(UserWarning, match=r"(?s)select_on_test = True.*heatmap_png_mode = 'luma'.*window_crop"):
+        gat = load_cxr_config(["cxr/configs/hafc_gat.py", "--protocol=published"])
+    assert (gat["gaze_source"], gat["heatmap_png_mode"], gat["select_on_test"], gat["jpeg_draft"]) == (
+        "heatmaps", "luma", True, False)
+    assert gat["model_name"] == "gat_cv_rseed1_published" and gat["window_crop"] == "published"
+    with pytest.warns(UserWarning, match="cam_target = 'class0'"):
+        ggcam = load_cxr_config(["cxr/configs/ggcam_resnet.py", "--protocol=published"])
+    assert ggcam["cam_target"] == "class0" and not ggcam["ggcam_patient_disjoint"] and ggcam["split"] == "ggcam"
+    with pytest.raises(ConfigError, match=r"the key 'split' now \(--split=holdout\)"):
+        load_cxr_config(["--protocol=holdout"])
+    # A published GG-CAM fold end to end (tiny inputs): the per-image split is kept as it is.
+    args = common_args(tiny_cxr, tmp_path, "--model=ggcam", "--protocol=published", "--input_hw=[64, 48]",
+                       "--end_epoch=1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert cxr_train.main(args) == 0
+        assert cxr_train.main(args) == 0  # resumes: the saved splits.csv is read back
+    run = tmp_path / "ggcam_ggcam_rseed0_published"
+    assert json.loads((run / "ggcam" / "params.json").read_text())["cam_target"] == "class0"
+    # A published HAFC GAT fold: luma PNG maps, test-fold selection, the shifted window crops.
+    args = common_args(tiny_cxr, tmp_path, "--model=gat", "--protocol=published", "--run_folds=[0]",
+                       "--window_loss_from_epoch=1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert cxr_train.main(args) == 0
+    fold = tmp_path / "gat_cv_rseed1_published" / "fold0"
+    metrics = pd.read_csv(fold / "metrics.csv")
+    assert metrics["train_loss_window"].notna().all()
+    assert json.loads((fold / "config.json").read_text())["gaze_source"] == "heatmaps"
+
+
 def test_unknown_model_is_a_config_error(capsys):
     assert cxr_train.main(["--model=unet"]) == 2
     assert "model='unet'" in capsys.readouterr().err
@@ -186,7 +218,7 @@ def test_method_defaults_follow_the_papers():
     assert (ggcam["init_lr"], ggcam["lr_schedule"], ggcam["early_stop_patience"]) == (5e-3, "plateau", 83)
     assert ggcam["select_metric"] == "loss" and ggcam["val_loss"] == "model" and ggcam["reload_best_on_lr_drop"]
     assert load_cxr_config(["--model=ggcam"])["init_lr"] == 6e-3  # EfficientNet family
-    assert load_cxr_config(["--protocol=holdout"])["rseed"] == 42  # EGD's seed
+    assert load_cxr_config(["--split=holdout"])["rseed"] == 42  # EGD's seed
 
 
 @pytest.mark.parametrize("extra", [[], ["cxr/configs/hafc_gat.py"]])
@@ -254,7 +286,7 @@ def test_prepare_cli_writes_the_splits_next_to_the_run(tiny_cxr, tmp_path, capsy
     from cxr.prepare import main as prepare_main
     from cxr.prepare import read_split_table
 
-    assert prepare_main(common_args(tiny_cxr, tmp_path, "--protocol=holdout")) == 0
+    assert prepare_main(common_args(tiny_cxr, tmp_path, "--split=holdout")) == 0
     table = read_split_table(tmp_path / "gat_holdout_rseed42" / "splits.csv")
     assert len(table) == 30 and set(table["split_0"]) == {"train", "val", "test"}
     assert "Normal  CHF  pneumonia" in capsys.readouterr().out
@@ -268,7 +300,7 @@ def test_kfn_of_a_holdout_run_starts_from_the_holdout_gat(gat_run, tmp_path):
     run_dir, args = gat_run
     (tmp_path / "holdout").mkdir()
     shutil.copy(run_dir / "fold0" / "ckpt_best.pt", tmp_path / "holdout" / "ckpt_best.pt")
-    config = load_cxr_config([*args, "--model=kfn", "--protocol=holdout", f"--pretrained_dir={tmp_path}"])
+    config = load_cxr_config([*args, "--model=kfn", "--split=holdout", f"--pretrained_dir={tmp_path}"])
     model = build_model(config, k=0)
     gat = torch.load(run_dir / "fold0" / "ckpt_best.pt", weights_only=True)["model"]
     torch.testing.assert_close(model.image_backbone.net.conv1.weight, gat["backbone.net.conv1.weight"])

@@ -277,3 +277,34 @@ def test_gaze_threshold_reproduces_hafc_y_hm_on_the_raw_luma_map(cxr_models):
         normalised = (h - h.min()) / (h.max() - h.min())
         differs += published_proposals(normalised * mask, thresholded.geometry) != got[image].tolist()
     assert differs > 0  # the previous reading, minmax(H) * mask, picks other windows
+
+
+def test_published_window_crop_is_one_pixel_up_left_and_larger():
+    # CUB-GHA crops x[:, :, x0:x1 + 1, y0:y1 + 1] with x0 = max(s·r - 1, 0), x1 = s·r - 1 + h
+    # (x the row) and resizes to 224 bilinearly with align_corners=True (cub_pim §1.4-1.5).
+    torch.manual_seed(0)
+    model = create_model("gat", num_classes=3, backbone="resnet18", input_size=64, window_crop="published").eval()
+    images, gaze = torch.randn(2, 3, 64, 64), torch.rand(2, 1, 64, 64)
+    indices = model.propose(gaze).indices
+    geometry, s = model.geometry, model.geometry.stride
+    shapes = [shape for group in geometry.ratios for shape in group]
+    crops = []
+    for image in range(2):
+        for index in indices[image].tolist():
+            for h, w in shapes:  # window index -> shape, row r, column c (row-major per shape)
+                cols = (64 - w) // s + 1
+                count = ((64 - h) // s + 1) * cols
+                if index < count:
+                    break
+                index -= count
+            r, c = divmod(index, cols)
+            x0, y0, x1, y1 = max(s * r - 1, 0), max(s * c - 1, 0), s * r - 1 + h, s * c - 1 + w
+            window = images[image : image + 1, :, x0 : x1 + 1, y0 : y1 + 1]
+            crops.append(F.interpolate(window, size=(32, 32), mode="bilinear", align_corners=True))
+    with torch.no_grad():
+        torch.testing.assert_close(model.window_logits(images, gaze), model(torch.cat(crops)), atol=1e-4, rtol=1e-4)
+        scored = create_model("gat", num_classes=3, backbone="resnet18", input_size=64).eval()
+        scored.load_state_dict(model.state_dict())
+        assert not torch.allclose(scored.window_logits(images, gaze), model.window_logits(images, gaze))
+    with pytest.raises(ValueError, match="window_crop='shifted'"):
+        create_model("gat", num_classes=3, backbone="resnet18", window_crop="shifted")

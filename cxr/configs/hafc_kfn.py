@@ -15,5 +15,5 @@ end_epoch = 60
 init_lr = 5e-4
 lr_schedule = 'multistep'
 lr_milestones = [50]
-protocol = 'cv'
+split = 'cv'
 rseed = 1

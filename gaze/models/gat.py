@@ -18,8 +18,8 @@ Deliberate differences from the published code, all documented at the functions:
   (reproduced exactly), ties broken by the lower window index (the original depends on
   numpy's unstable argsort);
 - crops by ``torchvision.ops.roi_align`` over exactly the scored window (the original crops
-  one pixel up/left and one pixel larger, cub_pim §1.4 quirk), bilinear align_corners=True
-  sampling as published;
+  one pixel up/left and one pixel larger, cub_pim §1.4 quirk: ``window_crop='published'``),
+  bilinear align_corners=True sampling as published;
 - no window forward in epochs without the window loss, and no APPM at test time.
 """
 
@@ -64,6 +64,14 @@ WINDOW_PRESETS = {
         "stride": 2,
         "n_list": (2, 3, 4),
     },
+}
+
+
+#: window_crop -> which pixels of a picked window are cut out for the window CE.
+WINDOW_CROPS = {
+    "scored": "exactly the window whose gaze was scored (ours)",
+    "published": "rows max(s·r - 1, 0) .. s·r + h - 1 inclusive (and likewise columns): one pixel up/left "
+                 "and larger than scored, as CUB-GHA and HAFC crop (cub_pim §1.4, cxr §2.3)",
 }
 
 
@@ -163,11 +171,14 @@ class Proposals(NamedTuple):
     boxes: (B,K,4) float, (col0, row0, col1, row1) half-open px of the scored window.
     indices: (B,K) long, positions in the concatenated window list (published ``indices``).
     scores: (B,K) mean gaze in each window.
+    published_boxes: (B,K,4) float, the same windows as the published code crops them: one
+        pixel up and left and one larger, clamped at 0 (cub_pim §1.4 quirk; cxr §2.3).
     """
 
     boxes: Tensor
     indices: Tensor
     scores: Tensor
+    published_boxes: Tensor
 
 
 @torch.no_grad()
@@ -204,7 +215,7 @@ def propose_windows(gaze: Tensor, geometry: WindowGeometry) -> Proposals:
         start += size
     indices = torch.cat(picks, dim=1)  # (B,K)
     boxes = table.windows.to(gaze.device)[indices].float()
-    return Proposals(boxes, indices, scores.gather(1, indices).to(gaze.dtype))
+    return Proposals(boxes, indices, scores.gather(1, indices).to(gaze.dtype), nms_boxes[indices])
 
 
 def greedy_nms(scores: Tensor, boxes: Tensor, keep: int, iou_threshold: float) -> Tensor:
@@ -295,6 +306,7 @@ class GAT(Baseline):
         gaze_threshold: float | None = None,
         drop_path_rate: float = 0.0,
         head_init: str = "default",
+        window_crop: str = "scored",
     ) -> None:
         """Args (besides the Baseline ones, ``drop_path_rate`` and ``head_init`` among them):
             window_preset: 'cub' (448 px reference, stride 8) or 'cxr' (224 px, stride 2),
@@ -310,7 +322,11 @@ class GAT(Baseline):
             gaze_threshold: None scores windows on the min-max normalised map (CUB, cub_pim
                 §1.7); a number scores them on the CXR-Eye ``y_hm = H * (minmax(H) > threshold)``
                 of the raw map H (cxr §2.1 steps 4-5; see ``gaze_input.hafc_mask``).
+            window_crop: 'scored' crops exactly the scored window; 'published' crops it one
+                pixel up/left and one pixel larger, as the published code does (:data:`WINDOW_CROPS`).
         """
+        if window_crop not in WINDOW_CROPS:
+            raise ValueError(f"window_crop={window_crop!r}: expected one of {', '.join(WINDOW_CROPS)}")
         super().__init__(num_classes, backbone, input_size, pretrained_path, dropout, encoder_only,
                          drop_path_rate, head_init)
         self.geometry = window_geometry(input_size, window_preset, n_list, iou_threshold, ratios, stride)
@@ -318,6 +334,7 @@ class GAT(Baseline):
         self.window_loss_weight = window_loss_weight
         self.window_loss_from_epoch = window_loss_from_epoch
         self.gaze_threshold = gaze_threshold
+        self.window_crop = window_crop
 
     def window_map(self, gaze: Tensor) -> Tensor:
         """The map windows are scored on: min-max of the raw map, or HAFC's ``y_hm`` (B,1,H,W)."""
@@ -332,7 +349,8 @@ class GAT(Baseline):
     def window_logits(self, images: Tensor, gaze: Tensor) -> Tensor:
         """Logits (B·K, num_classes) of the gaze-picked windows (crops carry no gradient)."""
         check_gaze(images, gaze)
-        boxes = self.propose(gaze).boxes
+        proposals = self.propose(gaze)
+        boxes = proposals.published_boxes if self.window_crop == "published" else proposals.boxes
         with torch.no_grad():
             crops = crop_windows(images, boxes, self.window_size)
         return self.classify(crops)

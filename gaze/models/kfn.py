@@ -94,15 +94,30 @@ class KFN(nn.Module):
             raise ValueError(
                 "KFN needs the gaze map: call model(images, gaze) with gaze (B,1,H,W) in [0, 1]"
             )
+        return self.fuse(images, self.masked_images(images, gaze))
+
+    def fuse(self, images: Tensor, masked_images: Tensor) -> Tensor:
+        """Logits (B, num_classes) of the image branch on ``images`` and the gaze branch on
+        ``masked_images``, both (B,3,H,W) normalised."""
         image_features = global_pool(F.relu(self.image_backbone(images)))
-        gaze_features = global_pool(F.relu(self.gaze_backbone(self.masked_images(images, gaze))))
+        gaze_features = global_pool(F.relu(self.gaze_backbone(masked_images)))
         return self.classifier(self.dropout(torch.cat([image_features, gaze_features], dim=1)))
 
     def loss(self, batch: dict) -> dict[str, Tensor]:
-        """Cross-entropy: {'loss', 'loss_ce', 'logits' (detached)}."""
-        if batch.get("gaze") is None:
-            raise KeyError("KFN needs batch['gaze'] (B,1,H,W)")
-        logits = self(batch["image"], batch["gaze"])
+        """Cross-entropy: {'loss', 'loss_ce', 'logits' (detached)}.
+
+        ``batch['masked_image']`` (B,3,H,W), when present, feeds the gaze branch instead of
+        masking ``batch['image']``: the published CUB recipe transforms the masked picture on
+        its own, with crop and flip drawn independently of the image's (cub_pim §1.7 bug,
+        ``CUBDataset(masked_image=True)``).
+        """
+        masked = batch.get("masked_image")
+        if masked is not None:
+            logits = self.fuse(batch["image"], masked)
+        elif batch.get("gaze") is None:
+            raise KeyError("KFN needs batch['gaze'] (B,1,H,W) or batch['masked_image'] (B,3,H,W)")
+        else:
+            logits = self(batch["image"], batch["gaze"])
         loss_ce = F.cross_entropy(logits, batch["label"])
         return {"loss": loss_ce, "loss_ce": loss_ce, "logits": logits.detach()}
 
