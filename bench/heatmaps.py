@@ -79,7 +79,12 @@ def aggregate_line(record: FixationRecord) -> str:
 
 
 def published_map(line: str, save_dir: str) -> None:
-    """One all-fixation map exactly as the published script makes it (§1.10 steps 1-7)."""
+    """One all-fixation map as the published script makes it (§1.10 steps 1-7), for on-screen fixations.
+
+    The lines of :func:`aggregate_line` put every fixation inside the displayed rectangle, so
+    the published screen-edge branch (negative coordinates dropped, past-edge ones clipped;
+    tests/published_cub_gha.py writes it out) never runs and one slice per fixation is its loop.
+    """
     values = line.split(",")
     image_id = values[0]
     orig_w, orig_h, disp_w, disp_h, disp_x, disp_y = (int(v) for v in values[1:7])
@@ -93,7 +98,7 @@ def published_map(line: str, save_dir: str) -> None:
     for gx, gy, duration in gaze:
         try:
             canvas[gy : gy + KERNEL_SIZE, gx : gx + KERNEL_SIZE] += duration * kernel
-        except ValueError:  # the window does not fit the padded canvas: dropped, as published
+        except ValueError:  # cannot happen for on-screen fixations (see the docstring)
             pass
     screen = canvas[KERNEL_CENTRE : KERNEL_CENTRE + SCREEN_HEIGHT, KERNEL_CENTRE : KERNEL_CENTRE + SCREEN_WIDTH]
     shown = screen[disp_y : disp_y + disp_h, disp_x : disp_x + disp_w]

@@ -49,7 +49,7 @@ jpeg_draft = True             # 'resize' preprocessing: let the JPEG decoder dow
 batch_size = 16               # HAFC: 32; GG-CAM: 4
 workers = 0                   # DataLoader worker processes (HAFC: 12)
 
-# --- protocol (cxr/prepare.py); splits are written to <run>/splits.csv
+# --- patient splits (cxr/prepare.py); written to <run>/splits.csv
 split = 'cv'                  # patient split protocol: 'cv' (HAFC 5-fold by patient) | 'holdout' (EGD 80/10/10 by patient) | 'ggcam' (per-class 70/10/20)
 folds = 5
 rseed = None                  # patient shuffle seed; None: the split's published one (cv: 1 as in the HAFC paper; holdout: EGD's 42)
@@ -75,7 +75,7 @@ amp = None                    # None | 'bf16' | 'fp16' (CUDA only; GG-CAM needs 
 
 # --- run
 model_path = 'runs/cxr'       # run directory = model_path/model_name (HAFC: checkpoint/<model>_crossv-<bool>_rseed<r>)
-model_name = None             # None: '<model>_<protocol>_rseed<rseed>'
+model_name = None             # None: '<model>_<split>_rseed<rseed>' (+ '_published' with protocol='published')
 device = 'auto'               # 'auto' (cuda > mps > cpu) | 'cpu' | 'cuda' | 'mps'
 seed = 1                      # torch/NumPy/random seed (HAFC: = rseed)
 resume = True                 # continue each fold from its ckpt_last.pt

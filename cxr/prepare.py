@@ -103,10 +103,11 @@ def patient_order(patient_ids: Sequence[str] | np.ndarray, rseed: int) -> list[s
 def holdout_split(patient_ids: Sequence[str] | np.ndarray, rseed: int = 42) -> np.ndarray:
     """EGD's patient hold-out split: 80 % train, the rest halved into val (dev) and test.
 
-    cxr §1.5: shuffle the unique patients (``patient_order``), the first
-    ``int(0.8 * P)`` train; of the ``R`` remaining, ``round(R / 2)`` (Python's round, half to
-    even) go to val and the rest to test. Our reading: val (EGD's "dev") takes the part right
-    after train in the shuffled list, test the end. 1,038 patients give 830 / 104 / 104.
+    cxr §1.5: shuffle the unique patients (``patient_order``), the first 80 % train; of the
+    ``R`` remaining, ``round(R / 2)`` (Python's round, half to even) go to val and the rest to
+    test. Our readings: the 80 % is ``int(0.8 * P)`` (the spec gives no rounding; for EGD's
+    1,038 patients int and round agree: 830), and val (EGD's "dev") takes the part right after
+    train in the shuffled list, test the end. 1,038 patients give 830 / 104 / 104.
 
     Args:
         patient_ids: (N,) patient id of every image.
@@ -247,9 +248,9 @@ def ggcam_split(
 ) -> np.ndarray:
     """GG-CAM's per-class 70/10/20 split in CSV order, optionally made patient-disjoint.
 
-    cxr §3.1: for each class (no shuffle), the first ``int(0.7 * n)`` images train, the next
-    ones up to ``int(0.8 * n)`` val, the rest test. The float products are kept as published
-    (n = 90 gives int(62.999...) = 62). Each split is then the concatenation of its per-class
+    cxr §3.1: for each class (no shuffle), the first ``round(0.7 * n)`` images train, the next
+    ones up to ``round(0.8 * n)`` val, the rest test, rounded as the published code does
+    (Python's round: n = 90 gives 63 train, n = 5 gives 4 train and no val). Each split is then the concatenation of its per-class
     parts, and keeps the rows ``DataFrame.sample(frac=fraction, random_state=seed)`` keeps;
     at fraction 1.0 the seed only reorders, so membership is seed-free.
 
@@ -282,7 +283,7 @@ def ggcam_split(
     split = np.full(len(labels), UNUSED, dtype=object)
     for rank in range(len(classes)):
         rows = np.flatnonzero(class_rank == rank)
-        train_end, val_end = int(GGCAM_TRAIN_END * len(rows)), int(GGCAM_VAL_END * len(rows))
+        train_end, val_end = round(GGCAM_TRAIN_END * len(rows)), round(GGCAM_VAL_END * len(rows))
         split[rows[:train_end]] = "train"
         split[rows[train_end:val_end]] = "val"
         split[rows[val_end:]] = "test"

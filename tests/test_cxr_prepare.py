@@ -180,8 +180,8 @@ def test_carve_validation_unstratified_when_a_class_has_one_patient():
 #: 10 images of class 0 and 10 of class 1 interleaved, then 5 of class 2 (CSV order).
 GGCAM_LABELS = [0, 1] * 10 + [2] * 5
 #: By hand: class 0 rows 0,2,..,18 -> 7 train (0..12), val 14, test 16,18; class 1 likewise
-#: shifted by one; class 2 rows 20..24 -> int(3.5) = 3 train, int(4.0) = 4 -> 1 val, 1 test.
-GGCAM_EXPECTED = ["train"] * 14 + ["val"] * 2 + ["test"] * 4 + ["train"] * 3 + ["val", "test"]
+#: shifted by one; class 2 rows 20..24 -> round(3.5) = 4 train, round(4.0) = 4 -> no val, 1 test.
+GGCAM_EXPECTED = ["train"] * 14 + ["val"] * 2 + ["test"] * 4 + ["train"] * 4 + ["test"]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -196,10 +196,16 @@ def _published_ggcam_sample(labels, fraction, seed) -> dict[str, set]:
     for y in sorted(set(labels)):
         rows = data[data["Y"] == y]
         n = len(rows)
-        parts["train"].append(rows[: int(n * 0.7)])
-        parts["val"].append(rows[int(n * 0.7) : int(n * 0.8)])
-        parts["test"].append(rows[int(n * 0.8) :])
+        parts["train"].append(rows[: round(n * 0.7)])
+        parts["val"].append(rows[round(n * 0.7) : round(n * 0.8)])
+        parts["test"].append(rows[round(n * 0.8) :])
     return {s: set(pd.concat(p).sample(frac=fraction, random_state=seed).index) for s, p in parts.items()}
+
+
+def test_ggcam_split_rounds_like_the_published_code():
+    # 90 images of one class: 0.7 * 90 = 62.99999999999999, which the published code rounds to 63.
+    split = ggcam_split([1] * 90)
+    assert ((split == "train").sum(), (split == "val").sum(), (split == "test").sum()) == (63, 9, 18)
 
 
 def test_ggcam_fraction_keeps_half_of_each_split_like_pandas(frame):

@@ -1,4 +1,4 @@
-"""The README's two set-up commands are exactly what CI runs."""
+"""The README's two set-up commands are exactly what CI runs; its table of differences is complete."""
 
 import re
 
@@ -18,3 +18,17 @@ def test_readme_starts_with_two_setup_commands_that_ci_runs():
     ci_lines = [line.strip() for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()]
     positions = [ci_lines.index(command) for command in commands]
     assert positions == sorted(positions), "CI must run the README commands in order"
+
+
+def test_readme_table_lists_every_published_protocol_key():
+    from cub.published import PUBLISHED as CUB_PUBLISHED
+    from cxr.published import PUBLISHED as CXR_PUBLISHED
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    table = readme[readme.index("## What differs from the published code"):]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and line.rstrip().endswith("**P** |")]
+    marked = {key for row in rows for key in re.findall(r"`(\w+)`", row.split("|")[3])}
+    for published in (CUB_PUBLISHED, CXR_PUBLISHED):
+        for method, settings in published.items():
+            missing = set(settings) - marked
+            assert not missing, f"{method}: {missing} not marked P in the README table"

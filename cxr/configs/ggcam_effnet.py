@@ -1,11 +1,17 @@
-# GG-CAM with EfficientNetV2-S as published (cxr.md §3): from scratch, 1536x1280 inputs
-# (48x40 CAM grid), batch 4, Adam 6e-3, ReduceLROnPlateau (x0.1, patience 40) on the
-# whole validation loss with a reload of the best weights on every drop, stop after 83
-# epochs without improvement (or lr < 1e-8, or 1024 epochs), the per-class 70/10/20 split
-# (seed 0, fraction 1.0: the shipped 0.01 was a bug). Needs a GPU; amp must be bf16, not
-# fp16 (the initial loss weights reach 1e13-1e19).
+# GG-CAM with EfficientNetV2-S (cxr.md §3): from scratch, GG-CAM's input recipe (preprocessing='ggcam':
+# the film zero-padded centred to 3072x2560, every 2nd pixel -> 1536x1280, / max, no mean/std;
+# the gaze blurred as Blur500 and point-sampled on the 48x40 CAM grid), batch 4, Adam 6e-3,
+# the published initial log sigmas (7, -16), ReduceLROnPlateau (x0.1, patience 40) on the
+# whole validation loss with a reload of the best weights on every drop, stop after 83 epochs
+# without improvement (or lr < 1e-8, or 1024 epochs), the per-class 70/10/20 split (seed 0,
+# fraction 1.0: the shipped 0.01 was a bug). Needs a GPU; amp must be bf16, not fp16 (the
+# initial loss weights reach 1e13-1e19).
 #   python cxr/train.py cxr/configs/ggcam_effnet.py --mimic_root=... --egd_dir=... --device=cuda
-# cam_target = 'class0' reproduces the published loss (always the Normal-class CAM).
+# Not the published network: timm's efficientnetv2_s (1280 feature channels) stands in for the published d-li14 variant
+# (272-channel last stage, 1792-channel head).
+# Protocol: ours (the true class's CAM is matched to the gaze; the split is patient-disjoint).
+# --protocol=published: the Normal-class CAM for every label and the per-image split
+# (cxr/published.py); the README's table lists every difference.
 model = 'ggcam'
 backbone = 'efficientnetv2_s'
 pretrain_path = None

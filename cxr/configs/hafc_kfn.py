@@ -1,7 +1,11 @@
-# HAFC KFN on CXR-Eye (cxr.md §2.4-2.6): two EfficientNet-b0 encoders (image, image x gaze
-# mask minmax(map) > 0.3), 224 px, 5-fold CV with --rseed 1, each fold initialised from the
-# same fold's GAT (the paper's strongest setting; train cxr/configs/hafc_gat.py first).
+# HAFC KFN on CXR-Eye (cxr.md §2.4-2.6): two smp timm-efficientnet-b0 encoders (image, image x
+# gaze mask minmax(map) > 0.3) and a plain Linear(640 -> 3), 224 px, 5-fold CV with --rseed 1,
+# each fold initialised from the same fold's GAT (the paper's strongest setting; train
+# cxr/configs/hafc_gat.py first, with the same protocol).
 #   python cxr/train.py cxr/configs/hafc_kfn.py --pretrained_dir=runs/cxr/gat_cv_rseed1 ...
+# Protocol: ours (validation patients, maps from fixations.csv). --protocol=published: test-fold
+# selection, heatmap.png read as grey, full JPEG decoding (cxr/published.py); with it, point
+# pretrained_dir at the published GAT run (runs/cxr/gat_cv_rseed1_published).
 model = 'kfn'
 backbone = 'efficientnet_b0'
 pretrain_path = 'pretrained/tf_efficientnet_b0_aa-827b6e33.pth'  # python pretrained/fetch.py tf_efficientnet_b0
