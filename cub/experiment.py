@@ -23,6 +23,7 @@ from cub.dataset import CUBDataset  # noqa: E402
 from cub.published import PUBLISHED  # noqa: E402
 from gaze.config import ConfigError, apply_protocol, load_config  # noqa: E402
 from gaze.demo import MARKER_NAME, ensure_synthetic_cub  # noqa: E402
+from gaze.dist import seed_everything  # noqa: E402
 from gaze.experiment import resolve_path as shared_resolve_path  # noqa: E402
 from gaze.experiment import weights_path  # noqa: E402
 from gaze.models import create_model, model_class  # noqa: E402
@@ -148,7 +149,12 @@ def build_loaders(config: dict[str, Any]) -> dict[str, DataLoader | None]:
 
 
 def build_model(config: dict[str, Any]) -> nn.Module:
-    """The configured model (see ``gaze.models``) with the published knobs mapped to kwargs."""
+    """The configured model (see ``gaze.models``) with the published knobs mapped to kwargs.
+
+    Everything random (head initialisation) is drawn after seeding with ``seed``, so two
+    fresh runs of the same config start from the same weights.
+    """
+    seed_everything(int(config["seed"]))
     kwargs: dict[str, Any] = dict(
         num_classes=config["num_classes"],
         backbone=config["backbone"],

@@ -24,7 +24,7 @@ from cxr.prepare import DEFAULT_RSEED, PROTOCOLS, build_split_table, read_split_
 from cxr.published import PUBLISHED  # noqa: E402
 from gaze.config import PUBLISHED_SUFFIX, ConfigError, apply_protocol, load_config  # noqa: E402
 from gaze.demo import MARKER_NAME, ensure_synthetic_cxr_eye  # noqa: E402
-from gaze.dist import is_main_process  # noqa: E402
+from gaze.dist import is_main_process, seed_everything  # noqa: E402
 from gaze.experiment import resolve_path as shared_resolve_path  # noqa: E402
 from gaze.experiment import weights_path  # noqa: E402
 from gaze.models import create_model  # noqa: E402
@@ -229,7 +229,12 @@ def fold_checkpoint(checkpoint_dir: Path, k: int, name: str) -> Path:
 
 
 def build_model(config: dict[str, Any], k: int = 0) -> nn.Module:
-    """The configured model for run ``k`` (KFN: initialised from fold k's GAT when ``pretrained_dir``)."""
+    """The configured model for run ``k`` (KFN: initialised from fold k's GAT when ``pretrained_dir``).
+
+    Seeded with ``seed + k`` first: a fold starts from the same weights in a fresh run and
+    in a resumed one, whichever folds ran before it.
+    """
+    seed_everything(int(config["seed"]) + k)
     name = config["model"]
     common = dict(num_classes=3, backbone=config["backbone"], input_size=input_hw(config),
                   pretrained_path=weights_path(config["pretrain_path"], REPO_ROOT))

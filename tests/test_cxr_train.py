@@ -204,6 +204,18 @@ def test_published_protocols_of_hafc_and_ggcam(tiny_cxr, tmp_path):
     assert json.loads((fold / "config.json").read_text())["gaze_source"] == "heatmaps"
 
 
+def test_two_fresh_cv_runs_are_identical(tiny_cxr, tmp_path):
+    for name in ("a", "b"):
+        args = common_args(tiny_cxr, tmp_path, "--model=gat", "--run_folds=[2]", f"--model_name={name}",
+                           "--window_loss_from_epoch=1", "--cam_images=0")
+        assert cxr_train.main(args) == 0
+    runs = [tmp_path / name / "fold2" for name in ("a", "b")]
+    metrics = [pd.read_csv(run / "metrics.csv").drop(columns=["images_per_second", "epoch_time"]) for run in runs]
+    pd.testing.assert_frame_equal(*metrics)
+    weights = [torch.load(run / "ckpt_last.pt", weights_only=True)["model"] for run in runs]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_unknown_model_is_a_config_error(capsys):
     assert cxr_train.main(["--model=unet"]) == 2
     assert "model='unet'" in capsys.readouterr().err
