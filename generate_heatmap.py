@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from gaze.data import load_rgb_image, read_id_table
-from gaze.fixations import FixationFormatError, merge_by_image, read_fixations
+from gaze.fixations import FixationFormatError, ReadLimits, list_fixation_files, merge_by_image, read_fixations
 from gaze.gha import ALL_DIR, SINGLE_DIR, BuildOptions, OptionsMismatchError, build_gha
 from gaze.heatmap import drop_last_fixation, load_heatmap
 from gaze.plots import overlay_heatmap, save_image
@@ -52,6 +52,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "display-layout input (Fixation.txt) then gives the published 8-bit maps bit for bit")
     parser.add_argument("--layout", choices=["auto", "image", "display"], default="auto", help="fixation file layout")
     parser.add_argument("--skip_bad_lines", action="store_true", help="skip and count malformed lines instead of stopping")
+    parser.add_argument("--allow_empty", action="store_true",
+                        help="exit 0 when the gaze files hold no fixation line (default: an error)")
+    limits = ReadLimits()
+    parser.add_argument("--max_line_bytes", type=int, default=limits.max_line_bytes,
+                        help="longest gaze line read, bytes (longer: a bad line)")
+    parser.add_argument("--max_fixations_per_line", type=int, default=limits.max_fixations,
+                        help="most fixations on one gaze line (more: a bad line)")
+    parser.add_argument("--max_image_side", type=int, default=limits.max_image_side,
+                        help="largest image (and displayed) width or height in a gaze line, px (larger: a bad line)")
     parser.add_argument("--ids", default=None, help="subset of image ids: '1,5,10-20' or @file with one id per line")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
     parser.add_argument("--overlay", action="store_true", help="also write jet overlays on the CUB photos")
@@ -95,10 +104,16 @@ def _gaze_paths(args: argparse.Namespace) -> list[str]:
 
 def load_records(args: argparse.Namespace) -> tuple[dict, int]:
     """Read, optionally apply the compat defects, pool lines per image and select ids."""
-    result = read_fixations(_gaze_paths(args), layout=args.layout, skip_bad_lines=args.skip_bad_lines)
+    limits = ReadLimits(args.max_line_bytes, args.max_fixations_per_line, args.max_image_side)
+    paths = _gaze_paths(args)
+    result = read_fixations(paths, layout=args.layout, skip_bad_lines=args.skip_bad_lines, limits=limits)
     for bad in result.skipped:
         print(f"skipped {bad.location}: {bad.reason}", file=sys.stderr)
     lines = result.records
+    if not lines and not args.allow_empty:
+        files = ", ".join(map(str, list_fixation_files(paths)))
+        raise EmptyGazeError(f"{files}: no fixation line to render ({len(result.skipped)} bad lines skipped); "
+                             "pass --allow_empty to accept an empty input")
     if args.compat:
         # Published script: the parser drops each line's last triple, and a later line of
         # the same id overwrites the earlier map (cub_pim.md §1.10).
@@ -112,6 +127,10 @@ def load_records(args: argparse.Namespace) -> tuple[dict, int]:
                   file=sys.stderr)
         records = {i: r for i, r in records.items() if i in wanted}
     return records, len(result.skipped)
+
+
+class EmptyGazeError(ValueError):
+    """The gaze input holds no fixation line (an error unless --allow_empty)."""
 
 
 def read_cub_images(cub_dir: Path) -> dict[str, Path] | None:
@@ -151,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         records, skipped_lines = load_records(args)
-    except (FixationFormatError, FileNotFoundError) as error:
+    except (FixationFormatError, FileNotFoundError, EmptyGazeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     options = BuildOptions(
@@ -173,10 +192,16 @@ def main(argv: list[str] | None = None) -> int:
     except OptionsMismatchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # a full or read-only disk: name what could not be written
+        where = f" {error.filename}" if error.filename else ""
+        print(f"error: writing the maps into {save_path} failed:{where}: {error.strerror or error}; "
+              "finished maps are kept, re-run to continue", file=sys.stderr)
+        return 1
     folder = save_path / (SINGLE_DIR if args.single_fixation else ALL_DIR)
     print(
         f"{summary.images} images, {summary.maps_written} maps written to {folder}, "
         f"{summary.images_done_before} already done, {skipped_lines} bad lines skipped, "
+        f"{summary.images_all_outside} with every fixation outside the image, "
         f"{time.perf_counter() - start:.1f} s"
     )
     if args.overlay:
@@ -185,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     if summary.images_without_fixations:
         print(f"note: {summary.images_without_fixations} images had no fixation left after the "
               f"{options.effective_min_duration:g} ms filter (all-zero maps)", file=sys.stderr)
+    if summary.images_all_outside:
+        print(f"warning: {summary.images_all_outside} images have every fixation outside the image "
+              f"(e.g. id {summary.first_all_outside}): their maps hold only the Gaussians' tails, or nothing",
+              file=sys.stderr)
     return 0
 
 

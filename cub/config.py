@@ -28,6 +28,7 @@ GHA_dir = None                # attention maps <root>/<GHA_dir>/<id>.jpg (publis
 gaze_fixations = 'gaze'       # used when GHA_dir is None: fixation file(s)/folder (relative to root, or absolute) rendered on the fly
 gaze_sigma = None             # on-the-fly maps: Gaussian sd in image pixels (None: 75 screen px seen in the image, see gaze.heatmap)
 gaze_min_duration = 100.0     # on-the-fly maps: drop fixations shorter than this, ms (CUB-GHA README)
+gaze_missing = 'error'        # images of the split without gaze: 'error' | 'uniform' (a map of ones: GAT scores all windows alike, KFN sees the image)
 num_classes = 10              # published: 200 (checked against the data)
 val_fraction = 0.1            # validation split carved from the training images (model selection); 0: train on all 5,994, keep the last epoch
 select_on_test = False        # True: train on all training images and pick the best epoch ON THE TEST SET, as published (optimistic; warned)
@@ -63,8 +64,9 @@ window_loss_from_epoch = 2    # the window CE joins the loss from this 1-based e
 model_path = 'runs/cub'       # run directory = model_path/model_name (published: './checkpoint')
 model_name = 'gat_demo'       # published: 'gat'
 device = 'auto'               # 'auto' (cuda > mps > cpu) | 'cpu' | 'cuda' | 'cuda:1' | 'mps'
+dist_timeout_minutes = 10.0    # torchrun: a rank waits this long for the others, then the run stops naming the ranks that froze
 seed = 1142                   # published: 1142
-resume = True                 # continue from <run>/ckpt_last.pt when present
+resume = True                 # True: continue from <run>/ckpt_last.pt when present (same result as one run); False: start afresh, moving a previous run in the folder to <run>.previous-<time>
 log_interval = 20             # steps between log lines when not on a terminal
 cam_images = 6                # Grad-CAM panels (image, human attention, model CAM) written for this many test images
 

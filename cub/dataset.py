@@ -29,6 +29,7 @@ from gaze.fixations import (
     read_fixations,
 )
 from gaze.heatmap import load_heatmap, render_heatmap
+from gaze.safe_paths import check_relative_path
 from gaze.transforms import build_transforms
 
 SPLITS = ("train", "val", "test", "trainval")
@@ -212,7 +213,8 @@ class CUBDataset(Dataset):
         _check_same_ids(images_file, ids, labels_file, set(label_rows))
         _check_same_ids(images_file, ids, split_file, set(split_rows))
         order = sorted(ids)
-        paths = [images[i].fields[0].strip() for i in order]
+        paths = [str(check_relative_path(images[i].fields[0].strip(), f"{images_file}:{images[i].line}"))
+                 for i in order]
         labels = np.array(
             [_int_field(labels_file, label_rows[i], 0, minimum=1) - 1 for i in order], dtype=np.int64
         )
@@ -348,7 +350,8 @@ class CUBDataset(Dataset):
             raise FileNotFoundError(
                 f"{source}: no gaze for {len(used_missing)} of {len(self.ids)} {self.split} images "
                 f"(e.g. ids {used_missing[:5]}, first {self.paths[self.ids.index(used_missing[0])]}); "
-                "pass gaze={..., 'missing': 'uniform'} to use a map of ones for them"
+                "to use a map of ones for them pass --gaze_missing=uniform (cub/train.py, cub/evaluate.py) "
+                "or gaze={..., 'missing': 'uniform'} (CUBDataset)"
             )
 
     def _attention(self, index: int, image_size: tuple[int, int]) -> torch.Tensor:

@@ -21,7 +21,7 @@ MASKED_IMAGE_CROPS = ("shared", "independent")
 
 from cub.dataset import CUBDataset  # noqa: E402
 from cub.published import PUBLISHED  # noqa: E402
-from gaze.config import ConfigError, apply_protocol, load_config  # noqa: E402
+from gaze.config import ConfigError, apply_protocol, check_numbers, load_config  # noqa: E402
 from gaze.demo import MARKER_NAME, ensure_synthetic_cub  # noqa: E402
 from gaze.dist import seed_everything  # noqa: E402
 from gaze.experiment import resolve_path as shared_resolve_path  # noqa: E402
@@ -41,6 +41,11 @@ def load_cub_config(argv: list[str] | None = None) -> dict[str, Any]:
     if config["model_type"] not in MODEL_TYPES:
         raise ConfigError(f"model_type={config['model_type']!r}: expected one of {', '.join(MODEL_TYPES)}")
     config = apply_protocol(config, PUBLISHED, config["model_type"], "model_name")
+    check_numbers(config, positive=("input_size", "batch_size", "end_epoch", "num_classes", "stride", "init_lr",
+                                    "log_interval", "N_list"),
+                  non_negative=("workers", "cam_images", "weight_decay", "warmup_epochs"))
+    if config["gaze_missing"] not in ("error", "uniform"):
+        raise ConfigError(f"gaze_missing={config['gaze_missing']!r}: expected 'error' or 'uniform'")
     if config["masked_image_crop"] not in MASKED_IMAGE_CROPS:
         raise ConfigError(f"masked_image_crop={config['masked_image_crop']!r}: expected one of "
                           f"{', '.join(MASKED_IMAGE_CROPS)}")
@@ -72,13 +77,14 @@ def data_root(config: dict[str, Any]) -> Path:
 def gaze_source(config: dict[str, Any]) -> dict[str, Any]:
     """The dataset's ``gaze`` option: CUB-GHA maps (``GHA_dir``) or fixations rendered on the fly."""
     if config["GHA_dir"] is not None:
-        return {"dir": config["GHA_dir"]}
+        return {"dir": config["GHA_dir"], "missing": config["gaze_missing"]}
     if config["gaze_fixations"] is None:
         raise ConfigError("set GHA_dir (a folder of CUB-GHA maps) or gaze_fixations (fixation files)")
     return {
         "fixations": config["gaze_fixations"],
         "sigma": config["gaze_sigma"],
         "min_duration": config["gaze_min_duration"],
+        "missing": config["gaze_missing"],
     }
 
 

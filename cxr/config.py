@@ -77,8 +77,9 @@ amp = None                    # None | 'bf16' | 'fp16' (CUDA only; GG-CAM needs 
 model_path = 'runs/cxr'       # run directory = model_path/model_name (HAFC: checkpoint/<model>_crossv-<bool>_rseed<r>)
 model_name = None             # None: '<model>_<split>_rseed<rseed>' (+ '_published' with protocol='published')
 device = 'auto'               # 'auto' (cuda > mps > cpu) | 'cpu' | 'cuda' | 'mps'
+dist_timeout_minutes = 10.0    # torchrun: a rank waits this long for the others, then the run stops naming the ranks that froze
 seed = 1                      # torch/NumPy/random seed (HAFC: = rseed)
-resume = True                 # continue each fold from its ckpt_last.pt
+resume = True                 # True: continue each fold from its ckpt_last.pt (same result as one run); False: start afresh, moving a fold's previous run to fold<k>.previous-<time>
 log_interval = 20
 gcam_viz = False              # write Grad-CAM panels (image, gaze overlay, CAM per branch) for test images of each fold
 cam_images = 4

@@ -22,7 +22,7 @@ MODELS = ("gat", "kfn", "ggcam", "baseline")
 from cxr.dataset import Catalogue, CXREyeDataset, load_catalogue  # noqa: E402
 from cxr.prepare import DEFAULT_RSEED, PROTOCOLS, build_split_table, read_split_table, write_split_table  # noqa: E402
 from cxr.published import PUBLISHED  # noqa: E402
-from gaze.config import PUBLISHED_SUFFIX, ConfigError, apply_protocol, load_config  # noqa: E402
+from gaze.config import PUBLISHED_SUFFIX, ConfigError, apply_protocol, check_numbers, load_config  # noqa: E402
 from gaze.demo import MARKER_NAME, ensure_synthetic_cxr_eye  # noqa: E402
 from gaze.dist import is_main_process, seed_everything  # noqa: E402
 from gaze.experiment import resolve_path as shared_resolve_path  # noqa: E402
@@ -47,6 +47,9 @@ def load_cxr_config(argv: list[str] | None = None) -> dict[str, Any]:
     if config["model"] not in MODELS:
         raise ConfigError(f"model={config['model']!r}: expected one of {', '.join(MODELS)}")
     config = apply_protocol(config, PUBLISHED, config["model"], "model_name")
+    check_numbers(config, positive=("input_size", "input_hw", "batch_size", "end_epoch", "folds", "log_interval",
+                                    "init_lr", "ggcam_fraction"),
+                  non_negative=("workers", "cam_images", "weight_decay", "warmup_epochs", "val_fraction"))
     if config["preprocessing"] not in PREPROCESSING:
         raise ConfigError(f"preprocessing={config['preprocessing']!r}: expected one of {', '.join(PREPROCESSING)}")
     if config["preprocessing"] == "ggcam" and config["gaze_source"] != "fixations":

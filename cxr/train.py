@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    with distributed_session(config["device"]):  # one process group for every fold (torchrun)
+    with distributed_session(config["device"], config["dist_timeout_minutes"]):  # one process group for every fold
         return train_folds(config)
 
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 _counter = itertools.count()  # next() is atomic under the GIL
+#: ``.<name>.<pid>.<n>.tmp``: the temporary names this module makes.
+_TEMPORARY = re.compile(r"\..+\.(\d+)\.\d+\.tmp")
 
 
 def _temporary_beside(path: str) -> str:
@@ -62,3 +65,31 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this id runs (one of another user counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files a killed writer left in ``folder`` (recursively); return them.
+
+    Only names this module makes (``.<name>.<pid>.<n>.tmp``) whose process is gone are
+    removed: a kill during a checkpoint write leaves one behind, and nothing else ever
+    renames or deletes it.
+    """
+    removed = []
+    for path in Path(folder).rglob(".*.tmp"):
+        match = _TEMPORARY.fullmatch(path.name)
+        if match and path.is_file() and not _process_alive(int(match.group(1))):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed

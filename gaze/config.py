@@ -171,6 +171,20 @@ def _suggestion(key: str, config: dict) -> str:
     return f"; did you mean {matches[0]!r}?" if matches else ""
 
 
+def check_numbers(config: dict, positive: Sequence[str] = (), non_negative: Sequence[str] = ()) -> None:
+    """Raise ConfigError naming the key when a count or size is not > 0 (``positive``) or >= 0.
+
+    Keys whose value is None (an optional setting left off) are not checked; list values
+    (``input_hw``) are checked element by element.
+    """
+    for keys, ok, expected in ((positive, lambda v: v > 0, "> 0"), (non_negative, lambda v: v >= 0, ">= 0")):
+        for key in keys:
+            value = config[key]
+            values = value if isinstance(value, (list, tuple)) else [value]
+            if value is not None and not all(ok(v) for v in values):
+                raise ConfigError(f"config key {key!r} = {value!r}: expected {expected}")
+
+
 #: ``protocol`` values: our corrected defaults, or each method's published protocol on top.
 PROTOCOLS = ("ours", "published")
 #: Appended to the run name of a published-protocol run, so it never resumes or overwrites ours.

@@ -19,6 +19,7 @@ import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from gaze.heatmap import heatmap_to_uint8, load_heatmap, save_heatmap
+from gaze.safe_paths import check_plain_name, path_inside
 
 #: PIL modes holding 16-bit grey values (scaled by 255 / 65535 to 8 bits).
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
@@ -244,7 +245,7 @@ class AttentionCache:
         if grey is None:
             grey = heatmap_to_uint8(self.produce(key))
             if self.cache_dir is not None:
-                save_heatmap(self.cache_dir / f"{key}.png", grey.astype(np.float32) / 255.0)
+                save_heatmap(self._cache_file(key), grey.astype(np.float32) / 255.0)
         if self.capacity > 0:
             with self._lock:
                 self._maps[key] = grey
@@ -256,10 +257,14 @@ class AttentionCache:
         """The (H, W) float32 map of ``key`` in [0, 1] (multiples of 1/255)."""
         return torch.from_numpy(self.get_uint8(key).astype(np.float32) / 255.0)
 
+    def _cache_file(self, key: str) -> Path:
+        """``<cache_dir>/<key>.png``, the key checked to be a plain name (it comes from a data file)."""
+        return path_inside(self.cache_dir, f"{check_plain_name(key, f'attention cache {self.cache_dir}')}.png")
+
     def _from_disk(self, key: str) -> np.ndarray | None:
         if self.cache_dir is None:
             return None
-        path = self.cache_dir / f"{key}.png"
+        path = self._cache_file(key)
         if not path.is_file():
             return None
         return heatmap_to_uint8(load_heatmap(path))

@@ -23,6 +23,13 @@ import torch.distributed as torch_dist
 RANK_SEED_STRIDE = 1
 #: Seeds of consecutive epochs stay apart by this much, so (epoch, rank) pairs never collide.
 EPOCH_SEED_STRIDE = 1000
+#: How long a rank waits for the others in a collective before it fails (config key
+#: ``dist_timeout_minutes``). torch's default is 30 minutes; checkpoint writes and
+#: evaluation take seconds to a few minutes, so a frozen rank is reported much sooner.
+DEFAULT_TIMEOUT_MINUTES = 10.0
+
+#: The gloo group barriers run in (they name the missing ranks; also under nccl), and its timeout.
+_monitor: dict = {"group": None, "timeout": timedelta(minutes=DEFAULT_TIMEOUT_MINUTES)}
 
 
 @dataclass(frozen=True)
@@ -97,13 +104,14 @@ def dist_info_from_env() -> DistInfo:
     )
 
 
-def init_distributed(backend: str | None = None, timeout_minutes: float = 30.0) -> DistInfo:
+def init_distributed(backend: str | None = None, timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES) -> DistInfo:
     """Join the process group torchrun set up (no-op for a single process).
 
     Args:
         backend: ``"nccl"`` or ``"gloo"``; None picks nccl when CUDA is available, else gloo.
             Pass ``"gloo"`` to run DDP on CPUs of a GPU machine.
-        timeout_minutes: how long collectives wait for a stalled rank.
+        timeout_minutes: how long collectives wait for a stalled rank (and :func:`barrier`
+            before it names the ranks that did not arrive).
 
     Returns:
         DistInfo of this process. Under nccl the current CUDA device is set to local_rank.
@@ -115,12 +123,10 @@ def init_distributed(backend: str | None = None, timeout_minutes: float = 30.0) 
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(info.local_rank)
-    torch_dist.init_process_group(
-        backend=backend,
-        rank=info.rank,
-        world_size=info.world_size,
-        timeout=timedelta(minutes=timeout_minutes),
-    )
+    timeout = timedelta(minutes=timeout_minutes)
+    torch_dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size, timeout=timeout)
+    _monitor.update(group=torch_dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else None,
+                    timeout=timeout)
     return info
 
 
@@ -153,17 +159,20 @@ def is_main_process() -> bool:
 
 
 @contextlib.contextmanager
-def distributed_session(device_name: str = "auto") -> Iterator[tuple[torch.device, DistInfo]]:
+def distributed_session(
+    device_name: str = "auto", timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES
+) -> Iterator[tuple[torch.device, DistInfo]]:
     """``(device, info)`` inside the torchrun process group, joined here unless already joined.
 
     A group this call joins is left at the end. Scripts that call :func:`gaze.engine.fit`
     several times (cross-validation folds) wrap the whole loop in one session: leaving and
     re-joining a gloo/nccl group on the same port between folds can hang.
+    ``timeout_minutes``: see :func:`init_distributed`.
     """
     info = dist_info_from_env()
     device = resolve_device(device_name, info.local_rank)
     owns_group = info.distributed and not (torch_dist.is_available() and torch_dist.is_initialized())
-    info = init_distributed(backend="nccl" if device.type == "cuda" else "gloo")
+    info = init_distributed(backend="nccl" if device.type == "cuda" else "gloo", timeout_minutes=timeout_minutes)
     try:
         yield device, info
     finally:
@@ -182,10 +191,28 @@ def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
             torch_dist.broadcast(buffer, src)
 
 
+class RankTimeoutError(RuntimeError):
+    """Some ranks did not reach a barrier in time; the message names them."""
+
+
 def barrier() -> None:
-    """Wait for every rank (no-op without a process group)."""
-    if torch_dist.is_available() and torch_dist.is_initialized():
+    """Wait for every rank (no-op without a process group); name the ranks that never come.
+
+    A gloo ``monitored_barrier`` (a gloo side group under nccl) waits ``dist_timeout_minutes``
+    and then raises naming the missing ranks, instead of hanging with no word of who froze.
+    """
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return
+    if get_world_size() == 1:
         torch_dist.barrier()
+        return
+    try:
+        torch_dist.monitored_barrier(group=_monitor["group"], timeout=_monitor["timeout"], wait_all_ranks=True)
+    except RuntimeError as error:
+        minutes = _monitor["timeout"].total_seconds() / 60
+        raise RankTimeoutError(
+            f"rank {get_rank()}: waited {minutes:g} min (dist_timeout_minutes) at a barrier for the other ranks: "
+            f"{str(error).splitlines()[0]}; a rank froze or died (see its log)") from None
 
 
 def all_gather_objects(obj: object) -> list:
@@ -208,6 +235,7 @@ def cleanup() -> None:
     """Leave the process group, if one is initialised."""
     if torch_dist.is_available() and torch_dist.is_initialized():
         torch_dist.destroy_process_group()
+    _monitor["group"] = None
 
 
 def seed_everything(seed: int) -> None:

@@ -32,6 +32,7 @@ import torch
 
 from gaze.fixations import FixationRecord
 from gaze.heatmap import render_heatmap
+from gaze.safe_paths import check_plain_name, check_relative_path
 
 #: The three exclusive classes, one-hot in master_sheet.csv; label = index here (cxr.md §1).
 CLASS_NAMES = ("Normal", "CHF", "pneumonia")
@@ -130,6 +131,8 @@ def read_master_sheet(path: str | os.PathLike) -> pd.DataFrame:
         FileNotFoundError: no file at ``path``.
         EgdFormatError: missing columns, an empty or duplicate dicom_id, a label row that is
             not exactly one-hot, or a padding that is not a whole number >= 0.
+        UnsafeNameError: a dicom_id that is not a plain file name, or a ``path`` leaving the
+            MIMIC-CXR folder (absolute or with ``..``).
     """
     path = Path(path)
     found = _header(path)
@@ -143,6 +146,10 @@ def read_master_sheet(path: str | os.PathLike) -> pd.DataFrame:
     empty = np.flatnonzero((ids == "").to_numpy())
     if empty.size:
         raise EgdFormatError(f"{path}:{_line(ids.index[empty[0]])}: empty dicom_id")
+    for index, dicom_id in ids.items():  # ids name heatmap folders, cache files and panels
+        check_plain_name(dicom_id, f"{path}:{_line(index)}: dicom_id")
+    for index, relative in text["path"].fillna("").items():
+        check_relative_path(str(relative).strip(), f"{path}:{_line(index)}: path")
     repeated = ids[ids.duplicated(keep=False)]
     if len(repeated):
         first = repeated.iloc[0]

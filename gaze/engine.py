@@ -42,8 +42,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 
 import gaze
-from gaze.atomic import atomic_path
+from gaze.atomic import atomic_path, remove_stale_temporaries
 from gaze.config import format_config, save_config
+from gaze.torch_files import load_torch_file
 from gaze.dist import (
     DistInfo,
     all_gather_objects,
@@ -96,6 +97,7 @@ ENGINE_DEFAULTS = {
     "log_interval": 50,          # steps between log lines (when stderr is not a terminal)
     "deterministic": False,      # torch.use_deterministic_algorithms (slower on GPU)
     "find_unused_parameters": False,  # DDP: set for models with branches unused in a step
+    "dist_timeout_minutes": 10.0,  # DDP: a rank waits this long for the others, then names the missing ranks
     "write_reports": True,       # classification reports of the best model at the end
     "class_names": None,         # names for reports; None: the dataset's `classes` if any
 }
@@ -526,13 +528,12 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: not a gaze checkpoint, a checkpoint of another model, or weights that do
-            not fit the model (names both and the first differing keys).
+        ValueError: an unreadable file (:class:`gaze.torch_files.CheckpointFileError`), not a
+            gaze checkpoint, a checkpoint of another model, or weights that do not fit the
+            model (names both and the first differing keys).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    checkpoint = load_torch_file(path, map_location)
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         found = sorted(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ValueError(f"{path}: not a gaze checkpoint (expected a dict with 'model', found {found})")
@@ -580,14 +581,18 @@ def fit(model: nn.Module, loaders: Mapping[str, DataLoader], config: Mapping, ru
         num_samples), ``run_dir``.
     """
     config = {**ENGINE_DEFAULTS, **config}
-    with distributed_session(config["device"]) as (device, info):
+    with distributed_session(config["device"], float(config["dist_timeout_minutes"])) as (device, info):
         return _fit(model, loaders, config, Path(run_dir), device, info)
 
 
 def _fit(model, loaders, config, run_dir: Path, device: torch.device, info: DistInfo) -> dict:
     """The body of :func:`fit` once the device and the process group are set."""
     _check_config(config)
+    archived = _prepare_run_dir(run_dir, bool(config["resume"])) if info.is_main else None
+    barrier()  # no rank looks into the run folder before it is ready
     logger = setup_logging(run_dir if info.is_main else None, info.rank)
+    if archived is not None:
+        logger.info("resume=False: the previous run in %s was moved to %s", run_dir, archived)
     log_versions(logger)
     logger.info("config:\n%s", format_config(config))
     if info.is_main:
@@ -639,6 +644,32 @@ def _fit(model, loaders, config, run_dir: Path, device: torch.device, info: Dist
     finally:
         board.close()
     return _finish(model, loaders, config, run_dir, device, dtype, state, info, logger)
+
+
+#: Files that show a run folder holds a run.
+RUN_FILES = (CKPT_LAST, CKPT_BEST, METRICS_CSV, "config.json")
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool) -> Path | None:
+    """Clean a run folder before a run starts; return where a previous run was moved, if anywhere.
+
+    Temporary files of a writer killed mid-write are deleted (a resumed run would keep them
+    forever). ``resume=False`` in a folder holding a run moves that run aside to
+    ``<name>.previous-<YYYYmmdd-HHMMSS>`` (nothing is lost, and nothing of it mixes into the
+    new run's metrics, plots or checkpoints); ``resume=True`` continues it.
+    """
+    if not run_dir.is_dir():
+        return None
+    remove_stale_temporaries(run_dir)
+    if resume or not any((run_dir / name).exists() for name in RUN_FILES):
+        return None
+    archive = run_dir.with_name(f"{run_dir.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
+    suffix = 1
+    while archive.exists():
+        archive = archive.with_name(f"{run_dir.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}-{suffix}")
+        suffix += 1
+    run_dir.rename(archive)
+    return archive
 
 
 def _plateau_step(plateau, value: float, model, optimizer, run_dir: Path, config: Mapping, improved: bool,

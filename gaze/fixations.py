@@ -28,6 +28,7 @@ from typing import Iterable, Literal, Sequence
 import numpy as np
 
 from gaze.atomic import atomic_write_bytes
+from gaze.safe_paths import plain_name_problem
 
 Layout = Literal["auto", "image", "display"]
 
@@ -39,6 +40,29 @@ SCREEN_WIDTH, SCREEN_HEIGHT = 1920, 1080
 
 class FixationFormatError(ValueError):
     """A fixation file line that does not follow its layout; the message names file:line."""
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Bounds on one line of a fixation file; a line beyond them is a bad line (``file:line``).
+
+    The real CUB-GHA lines hold at most 23 fixations (76 per image pooled), at most ~1.5 KB,
+    of images at most 500 px wide; the bounds stop a corrupted or hostile file before it
+    exhausts memory (a 200 MB line, a 40000x40000 image).
+
+    Attributes:
+        max_line_bytes: longest line, in bytes.
+        max_fixations: most (x, y, ms) triples on one line.
+        max_image_side: largest image width or height (and displayed size), in pixels.
+    """
+
+    max_line_bytes: int = 1_000_000
+    max_fixations: int = 10_000
+    max_image_side: int = 20_000
+
+
+#: UTF-8 byte-order mark some editors put at the start of a text file.
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -152,8 +176,13 @@ def display_to_image(
 
 
 def _read_lines(path: Path) -> list[str]:
-    """The file's lines (CRLF or LF) without trailing blank lines; non-ASCII is an error."""
+    """The file's lines (CRLF or LF) without trailing blank lines; non-ASCII is an error.
+
+    A UTF-8 byte-order mark at the very start is dropped (Windows editors write one).
+    """
     data = path.read_bytes()
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError as error:
@@ -199,12 +228,14 @@ def read_fixation_file(
     layout: Layout = "auto",
     skip_bad_lines: bool = False,
     run: int | None = None,
+    limits: ReadLimits = ReadLimits(),
 ) -> ParseResult:
     """Read one fixation file (CRLF or LF) into records, one per line.
 
     The whole file is converted to numbers in one vectorised pass; every check (field
     count, numbers, finite values, positive whole image size, positive displayed size,
-    non-negative durations, empty lines and ids) is done per line on those arrays.
+    non-negative durations, empty lines, plain image ids, the ``limits``) is done per line
+    on those arrays; over-long lines are rejected before they are split.
 
     Args:
         path: the text file.
@@ -214,6 +245,7 @@ def read_fixation_file(
             of raising :class:`FixationFormatError` for the first one.
         run: run index stored with every fixation; default from the file name
             (``Fixation_run3.txt`` -> 3) or -1.
+        limits: bounds on line length, fixations per line and image size.
 
     Returns:
         ParseResult with the records in file order.
@@ -221,16 +253,23 @@ def read_fixation_file(
     path = Path(path)
     run = _run_index(path, position=-1) if run is None else run
     lines = _read_lines(path)
-    counts = np.array([line.count(",") + 1 for line in lines], dtype=np.int64)
-    blank = np.array([not line.strip() for line in lines], dtype=bool)
+    too_long = np.array([len(line) > limits.max_line_bytes for line in lines], dtype=bool)
+    counts = np.array([0 if long else line.count(",") + 1 for line, long in zip(lines, too_long)], dtype=np.int64)
+    blank = np.array([not line.strip() for line in lines], dtype=bool) & ~too_long
+    problems: dict[int, str] = {
+        int(i): f"line of {len(lines[i]):,} bytes exceeds max_line_bytes={limits.max_line_bytes:,}"
+        for i in np.flatnonzero(too_long)}
     if layout == "auto":
-        layout = _detect_file_layout(path, counts, blank, skip_bad_lines)
+        layout = _detect_file_layout(path, counts, blank | too_long, skip_bad_lines)
     header = HEADER_FIELDS[layout]
-    problems: dict[int, str] = {int(i): "empty line" for i in np.flatnonzero(blank)}
-    wrong_count = ~blank & ((counts < header) | ((counts - header) % 3 != 0))
+    problems.update({int(i): "empty line" for i in np.flatnonzero(blank)})
+    wrong_count = ~blank & ~too_long & ((counts < header) | ((counts - header) % 3 != 0))
     problems.update({int(i): _layout_problem(int(counts[i]), layout) for i in np.flatnonzero(wrong_count)})
-    candidates = np.flatnonzero(~blank & ~wrong_count)
-    records = _parse_lines(path, lines, candidates, counts[candidates], layout, run, problems)
+    too_many = ~blank & ~too_long & ~wrong_count & ((counts - header) // 3 > limits.max_fixations)
+    problems.update({int(i): f"{(counts[i] - header) // 3:,} fixations exceed max_fixations={limits.max_fixations:,}"
+                     for i in np.flatnonzero(too_many)})
+    candidates = np.flatnonzero(~blank & ~too_long & ~wrong_count & ~too_many)
+    records = _parse_lines(path, lines, candidates, counts[candidates], layout, run, problems, limits)
     skipped = [BadLine(f"{path}:{i + 1}", problems[i]) for i in sorted(problems)]
     if skipped and not skip_bad_lines:
         raise FixationFormatError(f"{skipped[0].location}: {skipped[0].reason}")
@@ -245,6 +284,7 @@ def _parse_lines(
     layout: Literal["image", "display"],
     run: int,
     problems: dict[int, str],
+    limits: ReadLimits,
 ) -> list[FixationRecord]:
     """Vectorised parse of well-shaped lines; adds bad lines to ``problems``, returns the rest."""
     if len(line_index) == 0:
@@ -265,36 +305,46 @@ def _parse_lines(
             problems[int(line_index[k])] = f"field {field_text!r} is not a number"
             bad[k] = True
         values = np.array([f if ok else "nan" for f, ok in zip(fields, numeric)], dtype=np.float64)
-    checks = _line_checks(values, starts, counts, layout)
+    checks = _line_checks(values, starts, counts, layout, limits)
     checks.insert(0, ("empty image id", np.array([not i for i in ids], dtype=bool)))
     for reason, failed in checks:
         for k in np.flatnonzero(failed & ~bad):
             problems[int(line_index[k])] = reason
         bad |= failed
+    for k in np.flatnonzero(~bad):  # an id names output files (<id>.jpg): never a path
+        problem = plain_name_problem(ids[k])
+        if problem is not None:
+            problems[int(line_index[k])] = f"image id {problem}; ids name output files and must be plain names"
+            bad[k] = True
     good = np.flatnonzero(~bad)
     return _build_records(path, values, starts[good], counts[good], line_index[good], [ids[k] for k in good], layout, run)
 
 
 def _line_checks(
-    values: np.ndarray, starts: np.ndarray, counts: np.ndarray, layout: str
+    values: np.ndarray, starts: np.ndarray, counts: np.ndarray, layout: str, limits: ReadLimits
 ) -> list[tuple[str, np.ndarray]]:
     """Per-line (reason, failed mask) for the value checks of a layout."""
     header = HEADER_FIELDS[layout]
     position = np.arange(len(values)) - np.repeat(starts, counts)
     is_duration = (position >= header) & ((position - header) % 3 == 2)
     width, height = values[starts + 1], values[starts + 2]
+    side = limits.max_image_side
     checks = [
         ("non-finite number (nan/inf)", np.logical_or.reduceat(~np.isfinite(values), starts)),
         (
             "image size must be positive whole pixels",
             (width <= 0) | (height <= 0) | (width != np.floor(width)) | (height != np.floor(height)),
         ),
+        (f"image size exceeds max_image_side={side:,} px", (width > side) | (height > side)),
         ("negative fixation duration", np.logical_or.reduceat(is_duration & (values < 0), starts)),
     ]
     if layout == "display":
         geometry = values[starts[:, None] + np.arange(3, 7)]  # disp_w, disp_h, disp_x, disp_y
         checks.append(
             ("displayed size must be positive", (geometry[:, 0] <= 0) | (geometry[:, 1] <= 0))
+        )
+        checks.append(
+            (f"displayed size exceeds max_image_side={side:,} px", (geometry[:, :2] > side).any(1))
         )
         # The published script slices the screen with these numbers: they are whole pixels.
         checks.append(
@@ -375,6 +425,7 @@ def read_fixations(
     path: str | os.PathLike | Sequence[str | os.PathLike],
     layout: Layout = "auto",
     skip_bad_lines: bool = False,
+    limits: ReadLimits = ReadLimits(),
 ) -> ParseResult:
     """Read one file, several files, or a folder of run files; check sizes agree per image.
 
@@ -386,7 +437,7 @@ def read_fixations(
     result = ParseResult(records=[])
     for position, file in enumerate(files, start=1):
         part = read_fixation_file(
-            file, layout, skip_bad_lines, run=_run_index(file, position)
+            file, layout, skip_bad_lines, run=_run_index(file, position), limits=limits
         )
         result.records.extend(part.records)
         result.skipped.extend(part.skipped)

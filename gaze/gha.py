@@ -29,6 +29,7 @@ import torch
 from gaze.atomic import atomic_write_bytes
 from gaze.fixations import FixationRecord, filter_by_duration, merge_nearest
 from gaze.heatmap import encode_heatmap, iter_heatmaps, render_display_heatmap, render_single_fixation_maps
+from gaze.safe_paths import check_plain_name
 
 ALL_DIR, SINGLE_DIR = "All_Fixation", "Single_Fixation"
 #: Published defaults (cub_pim.md §1.10, CUB-GHA README): the aggregate gaze excludes
@@ -63,6 +64,8 @@ class BuildSummary:
     maps_written: int = 0
     images_done_before: int = 0
     images_without_fixations: int = 0
+    images_all_outside: int = 0  # images with fixations, every one outside the image
+    first_all_outside: str | None = None
     seconds: float = 0.0
 
 
@@ -90,6 +93,12 @@ def _prepared_length(record: FixationRecord, options: BuildOptions) -> int:
     """
     kept = int(np.count_nonzero(record.duration >= options.effective_min_duration))
     return min(kept, options.max_fixations) if options.single_fixation else kept
+
+
+def _all_outside(record: FixationRecord) -> bool:
+    """Whether every fixation lies outside the image (x, y not in [0, W) x [0, H))."""
+    inside = (record.x >= 0) & (record.x < record.width) & (record.y >= 0) & (record.y < record.height)
+    return len(record) > 0 and not inside.any()
 
 
 def _is_done(record: FixationRecord, save_path: Path, options: BuildOptions) -> bool:
@@ -237,9 +246,13 @@ def build_gha(
         summary = BuildSummary()
         todo = []
         for record in records:
+            check_plain_name(record.image_id, record.source[0] if record.source else "a fixation record")
             summary.images += 1
             if _prepared_length(record, options) == 0:
                 summary.images_without_fixations += 1
+            elif _all_outside(record):
+                summary.images_all_outside += 1
+                summary.first_all_outside = summary.first_all_outside or record.image_id
             if not options.overwrite and _is_done(record, save_path, options):
                 summary.images_done_before += 1
                 if progress:

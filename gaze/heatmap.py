@@ -28,6 +28,10 @@ from PIL import Image
 from gaze.atomic import atomic_write_bytes
 from gaze.fixations import SCREEN_HEIGHT, SCREEN_WIDTH, FixationRecord
 
+class HeatmapFileError(OSError):
+    """An attention-map image that cannot be read; the message names the file."""
+
+
 #: sd of the published Gaussian, in screen pixels (cub_pim.md §1.10).
 DISPLAY_SIGMA = 75.0
 #: The published kernel is a 500x500 window with its centre at index 250: it covers the
@@ -384,9 +388,19 @@ def load_heatmap(path: str | os.PathLike, size: tuple[int, int] | None = None) -
     Args:
         path: a grey (or RGB, converted with PIL's luma) JPEG/PNG.
         size: optional (H, W) to resize to (bilinear).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        HeatmapFileError: an empty, truncated or undecodable file (the message names it).
     """
-    with Image.open(path) as image:
-        grey = image.convert("L")
-        if size is not None and grey.size != (size[1], size[0]):
-            grey = grey.resize((size[1], size[0]), Image.BILINEAR)
-        return torch.from_numpy(np.asarray(grey, dtype=np.float32) / 255.0)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: attention map not found")
+    try:
+        with Image.open(path) as image:
+            grey = image.convert("L")  # decodes the whole file: a truncated one raises here
+    except (OSError, SyntaxError, ValueError) as error:
+        raise HeatmapFileError(f"{path}: cannot read the attention map ({error}); is it truncated? "
+                               "Rebuild it (generate_heatmap.py --overwrite)") from None
+    if size is not None and grey.size != (size[1], size[0]):
+        grey = grey.resize((size[1], size[0]), Image.BILINEAR)
+    return torch.from_numpy(np.asarray(grey, dtype=np.float32) / 255.0)

@@ -228,6 +228,27 @@ def test_gaze_of_another_image_shape_is_an_error(fake_cub):
         data[0]
 
 
+def test_a_truncated_map_in_gha_dir_names_the_file(demo_cub, tmp_path):
+    folder = tmp_path / "CUB_GHA"
+    data = CUBDataset(demo_cub, "test", TEST_TRANSFORM, gaze={"fixations": "gaze"})
+    for image_id in data.ids:
+        save_heatmap(folder / f"{image_id}.jpg", torch.rand(96, 64))
+    broken = folder / f"{data.ids[0]}.jpg"
+    broken.write_bytes(broken.read_bytes()[:300])  # cut short
+    with pytest.warns(UserWarning, match="have no gaze"):  # the train images have no map here
+        maps = CUBDataset(demo_cub, "test", TEST_TRANSFORM, gaze={"dir": str(folder)})
+    with pytest.raises(OSError, match=f"{broken}: cannot read the attention map .*truncated"):
+        maps[0]
+
+
+def test_images_txt_paths_must_stay_in_the_images_folder(fake_cub):
+    lines = (fake_cub / "images.txt").read_text().splitlines()
+    lines[1] = "2 ../../../etc/passwd"
+    _write(fake_cub / "images.txt", lines)
+    with pytest.raises(ValueError, match=r"images\.txt:2: '\.\./\.\./\.\./etc/passwd' must be a relative path inside"):
+        CUBDataset(fake_cub, "test", TEST_TRANSFORM)
+
+
 def test_demo_gaze_from_fixations_matches_gha_folder(demo_cub):
     merged = merge_by_image(read_fixations(demo_cub / "gaze").records)
     for image_id, record in merged.items():

@@ -221,3 +221,43 @@ def test_two_fresh_runs_of_one_config_are_identical(tiny_cub, tmp_path):
     assert weights_a.keys() == weights_b.keys() and all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
     predictions = [pd.read_csv(tmp_path / name / "predictions.csv") for name in ("a", "b")]
     pd.testing.assert_frame_equal(*predictions)
+
+
+@pytest.mark.parametrize("bad", ["--input_size=0", "--batch_size=0", "--batch_size=-4", "--end_epoch=0",
+                                 "--workers=-1", "--val_fraction=1.0", "--gaze_missing=zeros"])
+def test_bad_numbers_are_config_errors_naming_the_key(bad, capsys):
+    assert cub_train.main([bad]) == 2
+    key = bad[2:].split("=")[0]
+    assert f"{key}" in capsys.readouterr().err
+
+
+def test_gaze_missing_is_a_plain_key(tiny_cub, tmp_path):
+    import shutil
+
+    from cub.experiment import build_dataset, load_cub_config
+
+    root = tmp_path / "synthetic_cub"
+    shutil.copytree(tiny_cub, root)
+    runs = sorted((root / "gaze").glob("*.txt"))
+    for run in runs:  # drop image 1's gaze from every run
+        run.write_text("".join(line for line in run.read_text().splitlines(keepends=True) if not line.startswith("1,")))
+    with pytest.warns(UserWarning), pytest.raises(FileNotFoundError, match="--gaze_missing=uniform"):
+        build_dataset(load_cub_config(common_args(root, tmp_path, "m")), root, "trainval", with_gaze=True)
+    config = load_cub_config(common_args(root, tmp_path, "m", "--gaze_missing=uniform"))
+    with pytest.warns(UserWarning):
+        dataset = build_dataset(config, root, "trainval", with_gaze=True)
+    torch.testing.assert_close(dataset[dataset.ids.index("1")]["gaze"], torch.ones(1, 64, 64))
+
+
+def test_a_malformed_checkpoint_names_its_file(gat_run, tmp_path, capsys):
+    run_dir, args = gat_run
+    checkpoint = torch.load(run_dir / "ckpt_best.pt", weights_only=True)
+    del checkpoint["model"]["classifier.weight"]
+    broken = tmp_path / "broken.pt"
+    torch.save(checkpoint, broken)
+    with pytest.raises(ValueError, match=f"{broken}: checkpoint does not fit"):
+        cub_evaluate.main([*args, f"--checkpoint={broken}", f"--eval_dir={tmp_path / 'eval'}"])
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match=f"{empty}: the file is empty"):
+        cub_evaluate.main([*args, f"--checkpoint={empty}"])

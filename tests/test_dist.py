@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +134,35 @@ def test_collectives_on_two_cpu_processes(tmp_path):
         assert result["gathered"] == [{"rank": 0}, {"rank": 1}]
         assert result["summed"] == 3.0 and result["backend"] == "gloo"
         assert result["after_cleanup"] == 1
+
+
+def frozen_rank_worker(rank: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE="2")
+    torch.set_num_threads(1)
+    init_distributed(timeout_minutes=0.05)  # 3 s
+    if rank == 1:
+        time.sleep(8)  # frozen: misses the barrier
+    try:
+        dist.barrier()
+        message = "passed"
+    except dist.RankTimeoutError as error:
+        message = str(error)
+    Path(out_dir, f"rank{rank}.txt").write_text(message)
+    if rank == 0:
+        os._exit(0)  # leave without waiting for the frozen rank's group teardown
+
+
+@pytest.mark.skipif("fork" not in torch.multiprocessing.get_all_start_methods(), reason="needs fork")
+def test_a_frozen_rank_is_named_after_the_timeout(tmp_path):
+    # Rank 1 sleeps past dist_timeout_minutes: rank 0 stops at the barrier naming it (the
+    # process-group timeout used to be a fixed 30 minutes with no word of who froze).
+    context = torch.multiprocessing.start_processes(frozen_rank_worker, args=(free_port(), str(tmp_path)),
+                                                    nprocs=2, join=False, start_method="fork")
+    for process in context.processes:
+        process.join(timeout=60)
+        if process.is_alive():
+            process.kill()
+    message = (tmp_path / "rank0.txt").read_text()
+    assert message.startswith("rank 0: waited 0.05 min (dist_timeout_minutes)")
+    assert "Ranks 1 failed to pass monitoredBarrier" in message

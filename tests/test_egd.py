@@ -154,6 +154,20 @@ def test_master_sheet_bad_padding(tmp_path, value):
         read_master_sheet(write_sheet(tmp_path, rows))
 
 
+@pytest.mark.parametrize("column, value, message", [
+    ("dicom_id", "../../escaped", r"master_sheet\.csv:4: dicom_id: '\.\./\.\./escaped' holds '/'"),
+    ("dicom_id", "..", r"master_sheet\.csv:4: dicom_id: '\.\.' refers to a folder"),
+    ("path", "/etc/passwd.dcm", r"master_sheet\.csv:4: path: '/etc/passwd\.dcm' must be a relative path"),
+    ("path", "files/../../x.dcm", r"master_sheet\.csv:4: path: .* must be a relative path"),
+])
+def test_master_sheet_ids_and_paths_never_leave_their_folders(tmp_path, column, value, message):
+    # dicom ids name heatmap folders, cache files and panels; paths are read below mimic_root.
+    rows = sheet_rows()
+    rows[2][column] = value
+    with pytest.raises(ValueError, match=message):
+        read_master_sheet(write_sheet(tmp_path, rows))
+
+
 # ----------------------------------------------------------------------------- screen -> image
 
 

@@ -326,10 +326,40 @@ def test_resume_after_kill_mid_epoch_equals_uninterrupted_run(tmp_path):
     assert resumed == {**straight, "run_dir": str(tmp_path / "killed")}
 
 
-def test_resume_false_starts_over(tmp_path):
+def test_resume_false_starts_over_and_keeps_the_old_run_aside(tmp_path):
+    run_fit(tmp_path / "run", end_epoch=4)
+    _, model = run_fit(tmp_path / "run", end_epoch=2, resume=False)
+    assert sorted(model.seen) == [1, 2]
+    # The new run's files hold the new run only (epochs 3-4 of the old one used to follow).
+    assert list(pd.read_csv(tmp_path / "run" / "metrics.csv")["epoch"]) == [1, 2]
+    assert torch.load(tmp_path / "run" / "ckpt_last.pt", weights_only=True)["epoch"] == 2
+    (archived,) = tmp_path.glob("run.previous-*")
+    assert list(pd.read_csv(archived / "metrics.csv")["epoch"]) == [1, 2, 3, 4]  # nothing lost
+    assert torch.load(archived / "ckpt_last.pt", weights_only=True)["epoch"] == 4
+
+
+def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path):
     run_fit(tmp_path / "run", end_epoch=1)
-    _, model = run_fit(tmp_path / "run", end_epoch=1, resume=False)
-    assert sorted(model.seen) == [1]
+    stale = tmp_path / "run" / ".ckpt_last.pt.999999999.0.tmp"  # no such process
+    stale.write_bytes(b"half a checkpoint")
+    live = tmp_path / "run" / f".ckpt_best.pt.{os.getpid()}.7.tmp"  # a writer that still runs
+    live.write_bytes(b"being written")
+    unrelated = tmp_path / "run" / "notes.tmp"
+    unrelated.write_text("mine")
+    run_fit(tmp_path / "run", end_epoch=2)
+    assert not stale.exists() and live.exists() and unrelated.exists()
+
+
+@pytest.mark.parametrize("content, message", [(b"", "the file is empty"), (b"PK\x03\x04trunc", "truncated or corrupted")])
+def test_unreadable_checkpoint_files_are_named(tmp_path, content, message):
+    path = tmp_path / "ckpt_last.pt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"{path}: .*{message}"):
+        load_checkpoint(path, new_model())
+    good = save_checkpoint(tmp_path / "good.pt", make_checkpoint(new_model(), epoch=1))
+    path.write_bytes(good.read_bytes()[:200])  # cut short, as by a kill without the atomic rename
+    with pytest.raises(ValueError, match=f"{path}: cannot be read as a torch file"):
+        load_checkpoint(path, new_model())
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,3 +194,73 @@ def test_overlay_without_photos_is_an_error(tmp_path, capsys):
     assert run_cli("--gaze_file_path", gaze_file, "--CUB_GHA_save_path", tmp_path / "out",
                    "--CUB_dir_path", tmp_path / "nowhere", "--overlay") == 1
     assert "images.txt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad_id", ["../../escaped_map", "/tmp/escaped_map", "sub/dir", ".."])
+def test_ids_that_are_paths_never_write_outside(tmp_path, capsys, bad_id):
+    gaze_file = tmp_path / "gaze" / "runs.txt"
+    gaze_file.parent.mkdir()
+    gaze_file.write_text(f"1,100,80,10,10,300\r\n{bad_id},100,80,20,20,300\r\n")
+    out = tmp_path / "deep" / "out"
+    assert run_cli("--gaze_file_path", gaze_file, "--CUB_GHA_save_path", out) == 1
+    assert f"{gaze_file}:2: image id" in capsys.readouterr().err
+    assert run_cli("--gaze_file_path", gaze_file, "--CUB_GHA_save_path", out, "--skip_bad_lines") == 0
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.jpg"))
+    assert written == ["deep/out/All_Fixation/1.jpg"]
+    assert not Path("/tmp/escaped_map.jpg").exists()
+
+
+def test_huge_lines_and_images_are_bad_lines_not_memory(tmp_path, capsys):
+    gaze_file = tmp_path / "runs.txt"
+    long_line = "2,100,80," + ",".join(["10,10,300"] * 400)  # 4 KB
+    gaze_file.write_text(f"1,100,80,10,10,300\r\n{long_line}\r\n3,40000,40000,10,10,300\r\n")
+    out = tmp_path / "out"
+    args = ("--gaze_file_path", gaze_file, "--CUB_GHA_save_path", out, "--max_line_bytes", "1000")
+    assert run_cli(*args) == 1
+    assert f"{gaze_file}:2: line of {len(long_line):,} bytes exceeds max_line_bytes=1,000" in capsys.readouterr().err
+    assert run_cli(*args, "--skip_bad_lines") == 0
+    err = capsys.readouterr().err
+    assert f"{gaze_file}:3: image size exceeds max_image_side=20,000 px" in err
+    assert [p.name for p in (out / "All_Fixation").glob("*.jpg")] == ["1.jpg"]
+    assert run_cli("--gaze_file_path", gaze_file, "--CUB_GHA_save_path", tmp_path / "few",
+                   "--max_fixations_per_line", "100", "--skip_bad_lines") == 0
+    assert "400 fixations exceed max_fixations=100" in capsys.readouterr().err
+
+
+def test_empty_inputs_are_an_error_unless_allowed(tmp_path, capsys):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    (folder / "Fixation_run1.txt").write_text("")
+    assert run_cli("--gaze_file_path", folder, "--CUB_GHA_save_path", tmp_path / "out") == 1
+    assert "no fixation line to render" in capsys.readouterr().err
+    assert run_cli("--gaze_file_path", folder, "--CUB_GHA_save_path", tmp_path / "out", "--allow_empty") == 0
+
+
+def test_lines_with_every_fixation_outside_the_image_are_counted(tmp_path, capsys):
+    gaze_file = tmp_path / "runs.txt"
+    gaze_file.write_text("1,100,80,10,10,300\r\n2,100,80,-5000,10,300,9000,40,300\r\n")
+    assert run_cli("--gaze_file_path", gaze_file, "--CUB_GHA_save_path", tmp_path / "out") == 0
+    captured = capsys.readouterr()
+    assert "1 with every fixation outside the image" in captured.out
+    assert "warning: 1 images have every fixation outside the image (e.g. id 2)" in captured.err
+
+
+def test_a_bom_at_the_start_of_a_gaze_file_is_accepted(tmp_path):
+    gaze_file = tmp_path / "runs.txt"
+    gaze_file.write_bytes(b"\xef\xbb\xbf1,100,80,10,10,300\r\n")
+    assert run_cli("--gaze_file_path", gaze_file, "--CUB_GHA_save_path", tmp_path / "out") == 0
+    assert (tmp_path / "out" / "All_Fixation" / "1.jpg").is_file()
+
+
+def test_a_full_disk_names_the_file_that_could_not_be_written(tmp_path, capsys, monkeypatch):
+    import errno
+
+    def full_disk(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(gha, "atomic_write_bytes", full_disk)
+    gaze_file = tmp_path / "runs.txt"
+    gaze_file.write_text("1,100,80,10,10,300\r\n")
+    assert run_cli("--gaze_file_path", gaze_file, "--CUB_GHA_save_path", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and str(tmp_path / "out" / "All_Fixation") in err

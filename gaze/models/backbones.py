@@ -28,6 +28,8 @@ import timm
 import torch
 from torch import Tensor, nn
 
+from gaze.torch_files import load_torch_file
+
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -168,7 +170,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             f"weight file not found: {path} (weights are read only from local files; "
             "see pretrained/README.md)"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch_file(path)
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 import gaze
 from gaze.models.backbones import strip_prefixes
+from gaze.torch_files import load_torch_file
 
 #: Sequential index -> ResNet child name in the released KFN.
 KFN_SEQUENTIAL = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
@@ -39,9 +39,15 @@ RESNET_DEPTHS = {
 }
 
 
+#: Key :func:`import_checkpoint` adds (in memory only) naming the file a checkpoint was read from.
+SOURCE_KEY = "source_file"
+
+
 def checkpoint_origin(source: str | Path | dict) -> str:
-    """A name for error messages: the file path, or '<checkpoint dict>'."""
-    return "<checkpoint dict>" if isinstance(source, dict) else str(source)
+    """A name for error messages: the file path (also of a dict read by :func:`import_checkpoint`)."""
+    if isinstance(source, dict):
+        return str(source.get(SOURCE_KEY) or source.get("imported_from") or "<checkpoint dict>")
+    return str(source)
 
 
 def import_checkpoint(path: str | Path) -> dict:
@@ -52,9 +58,8 @@ def import_checkpoint(path: str | Path) -> dict:
         ValueError: an unknown format (the message names the file and its first keys).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return convert_checkpoint(torch.load(path, map_location="cpu", weights_only=True), origin=str(path))
+    checkpoint = convert_checkpoint(load_torch_file(path), origin=str(path))
+    return {**checkpoint, SOURCE_KEY: str(path)}
 
 
 def convert_checkpoint(raw: dict, origin: str = "<checkpoint dict>") -> dict:
