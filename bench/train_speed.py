@@ -32,6 +32,7 @@ Everything is written to a temporary folder.
 from __future__ import annotations
 
 import argparse
+import copy
 import random
 import statistics
 import sys
@@ -359,9 +360,11 @@ def bench_gat_step(root: Path, args: argparse.Namespace) -> None:
     model = GAT(num_classes=dataset.num_classes, backbone=args.backbone, input_size=args.input_size).train()
     model.epoch = 2
     windows = PublishedWindows(args.input_size, model.geometry, model.window_size)
+    fast = copy.deepcopy(model).to(memory_format=torch.channels_last)  # what gaze.engine.fit trains
     steps = {
         "published step (APPM, numpy NMS, crop loop)": lambda: train_step(lambda: published_loss(model, windows, batch), model),
         "ours step (GAT.loss)": lambda: train_step(lambda: model.loss(batch)["loss"], model),
+        "ours step, channels-last weights (fit's default)": lambda: train_step(lambda: fast.loss(batch)["loss"], fast),
     }
     parts = {
         "published proposals + crops": lambda: windows.crop(batch["image"], windows.propose(batch["gaze"])),
