@@ -175,25 +175,42 @@ def display_to_image(
     return x, y
 
 
-def _read_lines(path: Path) -> list[str]:
+def _read_lines(path: Path, max_line_bytes: int) -> tuple[list[str], dict[int, int]]:
     """The file's lines (CRLF or LF) without trailing blank lines; non-ASCII is an error.
 
-    A UTF-8 byte-order mark at the very start is dropped (Windows editors write one).
+    Read line by line with a bounded ``readline``, so a line longer than ``max_line_bytes``
+    is never held in memory: it is skipped to its end and reported (as an empty string in
+    the list, its length in the returned dict). A UTF-8 byte-order mark at the very start
+    is dropped (Windows editors write one).
+
+    Returns:
+        The lines, and {0-based line index: length in bytes} of the over-long ones.
     """
-    data = path.read_bytes()
-    if data.startswith(_BOM):
-        data = data[len(_BOM):]
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError as error:
-        line_no = data[: error.start].count(b"\n") + 1
-        raise FixationFormatError(f"{path}:{line_no}: non-ASCII byte; not a fixation file") from None
-    # Only LF (with an optional CR before it) ends a line: str.splitlines would also split
-    # at form feeds and other ASCII separators and shift every reported line number.
-    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
-    while lines and not lines[-1].strip():
+    lines: list[str] = []
+    too_long: dict[int, int] = {}
+    with open(path, "rb") as file:
+        while chunk := file.readline(max_line_bytes + 2):  # + CR LF
+            if not lines and chunk.startswith(_BOM):
+                chunk = chunk[len(_BOM):]
+            if not chunk.endswith(b"\n") and len(chunk) >= max_line_bytes + 2:
+                length = len(chunk)
+                while chunk and not chunk.endswith(b"\n"):
+                    chunk = file.readline(1 << 20)
+                    length += len(chunk)
+                too_long[len(lines)] = length - chunk.endswith(b"\n") - chunk.endswith(b"\r\n")
+                lines.append("")
+                continue
+            try:
+                text = chunk.decode("ascii")
+            except UnicodeDecodeError:
+                raise FixationFormatError(f"{path}:{len(lines) + 1}: non-ASCII byte; not a fixation file") from None
+            # Only LF (with an optional CR before it) ends a line: str.splitlines would also split
+            # at form feeds and other ASCII separators and shift every reported line number.
+            text = text[:-1] if text.endswith("\n") else text
+            lines.append(text[:-1] if text.endswith("\r") else text)
+    while lines and not lines[-1].strip() and len(lines) - 1 not in too_long:
         lines.pop()
-    return lines
+    return lines, too_long
 
 
 def _detect_file_layout(
@@ -252,13 +269,14 @@ def read_fixation_file(
     """
     path = Path(path)
     run = _run_index(path, position=-1) if run is None else run
-    lines = _read_lines(path)
-    too_long = np.array([len(line) > limits.max_line_bytes for line in lines], dtype=bool)
-    counts = np.array([0 if long else line.count(",") + 1 for line, long in zip(lines, too_long)], dtype=np.int64)
+    lines, lengths = _read_lines(path, limits.max_line_bytes)
+    too_long = np.zeros(len(lines), dtype=bool)
+    too_long[list(lengths)] = True
+    counts = np.array([line.count(",") + 1 for line in lines], dtype=np.int64)
     blank = np.array([not line.strip() for line in lines], dtype=bool) & ~too_long
     problems: dict[int, str] = {
-        int(i): f"line of {len(lines[i]):,} bytes exceeds max_line_bytes={limits.max_line_bytes:,}"
-        for i in np.flatnonzero(too_long)}
+        index: f"line of {length:,} bytes exceeds max_line_bytes={limits.max_line_bytes:,}"
+        for index, length in lengths.items()}
     if layout == "auto":
         layout = _detect_file_layout(path, counts, blank | too_long, skip_bad_lines)
     header = HEADER_FIELDS[layout]
