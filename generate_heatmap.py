@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from gaze.data import load_rgb_image, read_id_table
-from gaze.fixations import FixationFormatError, ReadLimits, list_fixation_files, merge_by_image, read_fixations
-from gaze.gha import ALL_DIR, SINGLE_DIR, BuildOptions, OptionsMismatchError, build_gha
-from gaze.heatmap import drop_last_fixation, load_heatmap
-from gaze.plots import overlay_heatmap, save_image
+from gaze.data.images import load_rgb_image, read_id_table
+from gaze.attention.fixations import FixationFormatError, ReadLimits, list_fixation_files, merge_by_image, read_fixations
+from gaze.attention.gha import ALL_DIR, SINGLE_DIR, BuildOptions, OptionsMismatchError, build_gha
+from gaze.attention.heatmap import drop_last_fixation, load_heatmap
+from gaze.viz.plots import overlay_heatmap, save_image
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

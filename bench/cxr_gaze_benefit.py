@@ -17,7 +17,7 @@ input size, batch size, epochs, optimiser (Adam) and learning rate, seed. Method
   because the published curriculum needs ~1000+ steps to hand over to the CE.
 
 GG-CAM is selected on its whole validation loss (its own rule); the others on validation
-accuracy. The data are the synthetic CXR-Eye miniature of :mod:`gaze.demo_cxr` (seed 0).
+accuracy. The data are the synthetic CXR-Eye miniature of :mod:`gaze.synthetic.cxr` (seed 0).
 The table gives test accuracy and macro ROC-AUC (one-vs-rest) mean +- sample std over the
 5 folds, the mean paired accuracy difference to the baseline, and the wall time per method.
 """
@@ -42,7 +42,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from cxr.train import main as train_main  # noqa: E402
-from gaze.demo_cxr import make_synthetic_cxr_eye  # noqa: E402
+from gaze.synthetic.cxr import make_synthetic_cxr_eye  # noqa: E402
 
 METHODS = {
     "baseline": ["--model=baseline"],

@@ -16,7 +16,7 @@ augmentation). Methods:
 * ``kfn_gat``: KFN with both branches from the GAT run of the same seed (the paper's
   strongest setting; costs a GAT and a KFN run).
 
-The data are the synthetic CUB-layout set of :func:`gaze.demo.make_synthetic_cub` (fixed
+The data are the synthetic CUB-layout set of :func:`gaze.synthetic.cub.make_synthetic_cub` (fixed
 images, generator seed 0; classes differ only in three small parts, the simulated gaze
 falls mostly on them), one set per ``--train_per_class`` value K with ``--test_per_class``
 test images per class; ``--val_fraction`` of the K training images per class are held out
@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `gaze`, `cub` im
 import torch  # noqa: E402
 
 from cub.train import main as train_main  # noqa: E402
-from gaze.demo import make_synthetic_cub  # noqa: E402
+from gaze.synthetic.cub import make_synthetic_cub  # noqa: E402
 
 METHODS = ("baseline", "gat", "kfn", "kfn_gat")
 #: Written by cub/train.py in every run directory: best epoch, val and test metrics.

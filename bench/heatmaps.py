@@ -3,7 +3,7 @@
     python bench/heatmaps.py [--gaze_file_path ../shared/cub_gha/data_5runs]
                              [--baseline_images 200] [--workers N] [--full | --no-full]
 
-(a) The project: :func:`gaze.gha.build_gha`, the code path of ``generate_heatmap.py``
+(a) The project: :func:`gaze.attention.gha.build_gha`, the code path of ``generate_heatmap.py``
     (image-space rendering, default screen-fit sigma, batched, ``--workers`` processes).
 (b) The baseline: the published ``generate_heatmap.py`` per-image algorithm re-implemented
     faithfully (cub_pim.md §1.10): per image a 500x500 Gaussian kernel (sd 75, centre
@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gaze.fixations import SCREEN_HEIGHT, SCREEN_WIDTH, FixationRecord, merge_by_image, read_fixations
-from gaze.gha import ALL_DIR, ALL_MIN_DURATION_MS, BuildOptions, build_gha
+from gaze.attention.fixations import SCREEN_HEIGHT, SCREEN_WIDTH, FixationRecord, merge_by_image, read_fixations
+from gaze.attention.gha import ALL_DIR, ALL_MIN_DURATION_MS, BuildOptions, build_gha
 
 #: The published kernel: a 500x500 window, sd 75 screen pixels, centre index 250 (§1.10).
 KERNEL_SIZE, KERNEL_SIGMA, KERNEL_CENTRE = 500, 75, 250

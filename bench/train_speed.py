@@ -5,7 +5,7 @@
 
 (a) Data pipeline, one training item (images/s, one thread as in a DataLoader worker):
     * ours: ``cub.dataset.CUBDataset`` with ``gaze={'fixations': ...}``: JPEG decode, the
-      attention map rendered from the fixations (gaze.heatmap) and cached as uint8, one
+      attention map rendered from the fixations (gaze.attention.heatmap) and cached as uint8, one
       joint ``transforms.v2`` call. "cold" = a fresh dataset (every map rendered), "warm" =
       the second pass over the same dataset (maps from the cache). Also ours reading the
       same JPEG maps as the baseline (``gaze={'dir': ...}``).
@@ -13,7 +13,7 @@
       attention JPEG decoded as 'L' and resized to the image size, PIL Resize, a RandomCrop
       whose box is shared, a Python ``random`` flip, ColorJitter(0.2, 0.2) on the image,
       ToTensor + Normalize, ToTensor of the map and a global min-max without epsilon. The
-      map folder is written beforehand with ``gaze.heatmap.save_heatmap`` from the same
+      map folder is written beforehand with ``gaze.attention.heatmap.save_heatmap`` from the same
       fixations, so both sides see the same attention.
 (b) One GAT training step at epoch 2 (loss + backward, same backbone and batch):
     * ours: ``GAT.loss`` (summed-area scores, batched greedy NMS, one ``roi_align``);
@@ -55,11 +55,11 @@ from torchvision import transforms  # noqa: E402
 from torchvision.transforms import functional as TF  # noqa: E402
 
 from cub.dataset import CUBDataset  # noqa: E402
-from gaze.demo import make_synthetic_cub  # noqa: E402
-from gaze.fixations import filter_by_duration, merge_by_image, read_fixations  # noqa: E402
-from gaze.heatmap import render_heatmaps, save_heatmap  # noqa: E402
+from gaze.synthetic.cub import make_synthetic_cub  # noqa: E402
+from gaze.attention.fixations import filter_by_duration, merge_by_image, read_fixations  # noqa: E402
+from gaze.attention.heatmap import render_heatmaps, save_heatmap  # noqa: E402
 from gaze.models.gat import GAT, WindowGeometry, crop_windows  # noqa: E402
-from gaze.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms  # noqa: E402
+from gaze.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms  # noqa: E402
 
 #: Fixations shorter than this are dropped before rendering (CUB-GHA README: 100 ms).
 MIN_DURATION_MS = 100.0

@@ -4,7 +4,7 @@
 # and `--key=value` (`python cub/train.py --model_type=kfn --batch_size=8`); unknown keys are
 # an error that names the closest key. Relative paths are relative to the repository root.
 #
-# These defaults are the embedded CPU demo: the SYNTHETIC CUB-layout dataset of gaze.demo
+# These defaults are the embedded CPU demo: the SYNTHETIC CUB-layout dataset of gaze.synthetic.cub
 # (generated on first use into data/synthetic_cub), EfficientNet-Lite0 with real ImageNet
 # weights at 112 px, ten epochs: it trains and evaluates in minutes on 2 CPU cores. The
 # paper's setting (ResNet-50, 448 px, 150 epochs, real CUB) is cub/configs/gat_r50.py and
@@ -26,7 +26,7 @@ masked_image_crop = 'shared'  # KFN: 'shared' (image and masked image share one 
 root = 'data/synthetic_cub'   # the CUB_200_2011 folder; the default is the synthetic demo, made on first use
 GHA_dir = None                # attention maps <root>/<GHA_dir>/<id>.jpg (published: 'CUB_GHA'; generate_heatmap.py writes 'CUB_GHA/All_Fixation')
 gaze_fixations = 'gaze'       # used when GHA_dir is None: fixation file(s)/folder (relative to root, or absolute) rendered on the fly
-gaze_sigma = None             # on-the-fly maps: Gaussian sd in image pixels (None: 75 screen px seen in the image, see gaze.heatmap)
+gaze_sigma = None             # on-the-fly maps: Gaussian sd in image pixels (None: 75 screen px seen in the image, see gaze.attention.heatmap)
 gaze_min_duration = 100.0     # on-the-fly maps: drop fixations shorter than this, ms (CUB-GHA README)
 gaze_missing = 'error'        # images of the split without gaze: 'error' | 'uniform' (a map of ones: GAT scores all windows alike, KFN sees the image)
 num_classes = 10              # published: 200 (checked against the data)

@@ -13,24 +13,18 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from gaze.data import (
-    AttentionCache,
-    IdRow,
-    TableFormatError,
-    cache_folder_name,
-    load_rgb_image,
-    read_id_table,
-    stratified_split,
-)
-from gaze.fixations import (
+from gaze.data.cache import AttentionCache, cache_folder_name
+from gaze.data.images import IdRow, TableFormatError, load_rgb_image, read_id_table
+from gaze.data.splits import stratified_split
+from gaze.attention.fixations import (
     filter_by_duration,
     list_fixation_files,
     merge_by_image,
     read_fixations,
 )
-from gaze.heatmap import load_heatmap, render_heatmap
+from gaze.attention.heatmap import load_heatmap, render_heatmap
 from gaze.safe_paths import check_relative_path
-from gaze.transforms import build_transforms
+from gaze.data.transforms import build_transforms
 
 SPLITS = ("train", "val", "test", "trainval")
 #: Fixations shorter than this are dropped before rendering (CUB-GHA README: 100 ms).
@@ -41,7 +35,7 @@ ASPECT_TOLERANCE = 0.02
 GAZE_DEFAULTS = {
     "dir": None,  # folder of <id>.jpg maps (published layout <root>/<GHA_dir>/<id>.jpg)
     "fixations": None,  # run file(s) or folder of them (data_5runs image layout, or Fixation.txt)
-    "sigma": None,  # Gaussian sd in image pixels; None = gaze.heatmap.screen_fit_sigma
+    "sigma": None,  # Gaussian sd in image pixels; None = gaze.attention.heatmap.screen_fit_sigma
     "min_duration": DEFAULT_MIN_DURATION_MS,
     "weighted": True,  # weight each Gaussian by its duration
     "suffix": ".jpg",  # file suffix of the maps in 'dir'
@@ -143,13 +137,13 @@ class CUBDataset(Dataset):
         root: the ``CUB_200_2011`` folder.
         split: 'train', 'val', 'test' or 'trainval'.
         transform: ``(PIL image, gaze (H, W) or None) -> (image, gaze or None)``, e.g.
-            :func:`gaze.transforms.build_transforms`; None = the published 448 recipe
+            :func:`gaze.data.transforms.build_transforms`; None = the published 448 recipe
             (random for train/trainval, centre crop otherwise).
         gaze: None (no attention), or a dict with keys of ``GAZE_DEFAULTS``:
             ``{'dir': 'CUB_GHA'}`` loads ``<dir>/<id><suffix>`` (relative to ``root`` or
             absolute); ``{'fixations': path, 'sigma': None, 'min_duration': 100}`` renders
             the map of all runs of the image (merged, fixations under ``min_duration`` ms
-            dropped) with :func:`gaze.heatmap.render_heatmap`, cached as uint8 in an LRU of
+            dropped) with :func:`gaze.attention.heatmap.render_heatmap`, cached as uint8 in an LRU of
             ``cache_size`` maps and, if ``cache_dir`` is set, as PNG files.
             ``missing='uniform'`` gives images without gaze a map of ones instead of an error.
         val_fraction: fraction of the training images in 'val' (0 = no val split).
@@ -309,7 +303,7 @@ class CUBDataset(Dataset):
         return folder, available, self._load_map_file
 
     def _load_map_file(self, image_id: str) -> torch.Tensor:
-        """(H, W) map of ``<dir>/<id><suffix>`` in [0, 1] (gaze.heatmap.load_heatmap)."""
+        """(H, W) map of ``<dir>/<id><suffix>`` in [0, 1] (gaze.attention.heatmap.load_heatmap)."""
         return load_heatmap(self._map_folder / f"{image_id}{self.gaze['suffix']}")
 
     def _index_fixations(self, config: dict[str, Any]):
@@ -325,7 +319,7 @@ class CUBDataset(Dataset):
         return source, set(self._records), self._render_fixations, cache_dir
 
     def _render_fixations(self, image_id: str) -> torch.Tensor:
-        """(H, W) map of all runs of the image at its recorded size (gaze.heatmap.render_heatmap)."""
+        """(H, W) map of all runs of the image at its recorded size (gaze.attention.heatmap.render_heatmap)."""
         record = filter_by_duration(self._records[image_id], self.gaze["min_duration"])
         return render_heatmap(record, sigma=self.gaze["sigma"], weighted=self.gaze["weighted"])
 

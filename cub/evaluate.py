@@ -24,12 +24,12 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from cub.experiment import build_dataset, build_model, data_root, load_cub_config, resolve_path  # noqa: E402
 from gaze.config import ConfigError  # noqa: E402
-from gaze.dist import resolve_device  # noqa: E402
-from gaze.engine import evaluate  # noqa: E402
-from gaze.experiment import first_batch  # noqa: E402
-from gaze.experiment import write_cam_panels as shared_cam_panels  # noqa: E402
-from gaze.models.importers import import_checkpoint, load_model_checkpoint  # noqa: E402
-from gaze.reports import write_reports  # noqa: E402
+from gaze.engine.dist import resolve_device  # noqa: E402
+from gaze.engine.fit import evaluate  # noqa: E402
+from gaze.viz.panels import first_batch  # noqa: E402
+from gaze.viz.panels import write_cam_panels as shared_cam_panels  # noqa: E402
+from gaze.engine.importers import import_checkpoint, load_model_checkpoint  # noqa: E402
+from gaze.viz.reports import write_reports  # noqa: E402
 
 #: Keys that define the network; an evaluated checkpoint's values replace the config's.
 MODEL_KEYS = ("model_type", "backbone", "num_classes", "input_size", "dropout", "stride", "ratios",

@@ -22,12 +22,13 @@ MASKED_IMAGE_CROPS = ("shared", "independent")
 from cub.dataset import CUBDataset  # noqa: E402
 from cub.published import PUBLISHED  # noqa: E402
 from gaze.config import ConfigError, apply_protocol, check_numbers, load_config  # noqa: E402
-from gaze.demo import MARKER_NAME, ensure_synthetic_cub  # noqa: E402
-from gaze.dist import seed_everything  # noqa: E402
-from gaze.experiment import resolve_path as shared_resolve_path  # noqa: E402
-from gaze.experiment import weights_path  # noqa: E402
+from gaze.synthetic.cub import ensure_synthetic_cub  # noqa: E402
+from gaze.synthetic.marker import MARKER_NAME  # noqa: E402
+from gaze.engine.dist import seed_everything  # noqa: E402
+from gaze.config import resolve_path as shared_resolve_path  # noqa: E402
+from gaze.config import weights_path  # noqa: E402
 from gaze.models import create_model, model_class  # noqa: E402
-from gaze.transforms import build_transforms  # noqa: E402
+from gaze.data.transforms import build_transforms  # noqa: E402
 
 
 def resolve_path(path: str | None) -> Path | None:

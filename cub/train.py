@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `cub` importable
 from cub.evaluate import write_cam_panels  # noqa: E402
 from cub.experiment import build_loaders, build_model, load_cub_config, run_dir  # noqa: E402
 from gaze.config import ConfigError  # noqa: E402
-from gaze.dist import is_main_process  # noqa: E402
-from gaze.engine import fit  # noqa: E402
+from gaze.engine.dist import is_main_process  # noqa: E402
+from gaze.engine.fit import fit  # noqa: E402
 
 
 def selection(config: dict, summary: dict) -> str:

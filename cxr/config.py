@@ -4,7 +4,7 @@
 # and `--key=value` (`python cxr/train.py --model=ggcam --backbone=resnet50`); unknown keys are
 # an error that names the closest key. Relative paths are relative to the repository root.
 #
-# These defaults are the embedded CPU demo: the SYNTHETIC CXR-Eye miniature of gaze.demo_cxr
+# These defaults are the embedded CPU demo: the SYNTHETIC CXR-Eye miniature of gaze.synthetic.cxr
 # (generated on first use into data/synthetic_cxr), EfficientNet-Lite0 with real ImageNet
 # weights at 112 px, 4 epochs (the window CE in the last two), 5-fold patient-level cross-validation. The papers' settings are in
 # cxr/configs/ (hafc_gat.py, hafc_kfn.py: EfficientNet-b0 224 px 60 epochs; ggcam_effnet.py,

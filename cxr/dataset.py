@@ -3,7 +3,7 @@
 :func:`load_catalogue` joins the three sources once and reports what matched:
 
 * ``<egd_dir>/master_sheet.csv``: dicom_id, patient_id, the one-hot Normal/CHF/pneumonia
-  label, the screen padding of every image (``gaze.egd.read_master_sheet``);
+  label, the screen padding of every image (``gaze.attention.egd.read_master_sheet``);
 * ``<mimic_root>/files/pXX/pXXXXXXXX/sXXXXXXXX/<dicom_id>.jpg`` (the sheet's ``path`` with
   ``.dcm`` -> ``.jpg``; a ``mimic_root`` that is itself the ``files`` folder also works);
 * gaze, either ``<egd_dir>/fixations.csv`` mapped from the screen into image pixels and
@@ -31,9 +31,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from gaze.data import AttentionCache, cache_folder_name, load_rgb_image
-from gaze.egd import CLASS_NAMES, EGD_SIGMA, egd_heatmap, read_egd_fixations, read_heatmap_png, read_master_sheet
-from gaze.transforms import JointTransform
+from gaze.data.cache import AttentionCache, cache_folder_name
+from gaze.data.images import load_rgb_image
+from gaze.attention.egd import CLASS_NAMES, EGD_SIGMA, egd_heatmap, read_egd_fixations, read_heatmap_png, read_master_sheet
+from gaze.data.transforms import JointTransform
 
 #: Longer side of the cached gaze maps: the maps are smooth (sd 150 px at ~3000 px), so
 #: 512 px keeps every detail a 224-448 px model can use at 1/36 of the memory.
@@ -214,8 +215,8 @@ class CXREyeDataset(Dataset):
     Args:
         catalogue: from :func:`load_catalogue`.
         rows: positions in ``catalogue.frame`` of this subset.
-        transform: a :class:`gaze.transforms.JointTransform` (e.g. ``build_resize_transforms``)
-            given the cached map, or a :class:`gaze.transforms.GGCAMTransform` (GG-CAM's
+        transform: a :class:`gaze.data.transforms.JointTransform` (e.g. ``build_resize_transforms``)
+            given the cached map, or a :class:`gaze.data.transforms.GGCAMTransform` (GG-CAM's
             published recipe) given the image's fixations.
         with_gaze: return the gaze map (GAT while training, KFN and GG-CAM always).
         draft_size: (W, H) the JPEG decoder may scale down to (see ``load_rgb_image``).

@@ -38,10 +38,10 @@ from cxr.experiment import (  # noqa: E402
 from cxr.prepare import read_split_table  # noqa: E402
 from cxr.reports import fold_row, write_classification_results, write_cv_summary, write_gcam_panels  # noqa: E402
 from gaze.config import ConfigError  # noqa: E402
-from gaze.dist import resolve_device  # noqa: E402
-from gaze.engine import evaluate  # noqa: E402
-from gaze.models.importers import load_model_checkpoint  # noqa: E402
-from gaze.reports import write_reports  # noqa: E402
+from gaze.engine.dist import resolve_device  # noqa: E402
+from gaze.engine.fit import evaluate  # noqa: E402
+from gaze.engine.importers import load_model_checkpoint  # noqa: E402
+from gaze.viz.reports import write_reports  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,12 +23,13 @@ from cxr.dataset import Catalogue, CXREyeDataset, load_catalogue  # noqa: E402
 from cxr.prepare import DEFAULT_RSEED, PROTOCOLS, build_split_table, read_split_table, write_split_table  # noqa: E402
 from cxr.published import PUBLISHED  # noqa: E402
 from gaze.config import PUBLISHED_SUFFIX, ConfigError, apply_protocol, check_numbers, load_config  # noqa: E402
-from gaze.demo import MARKER_NAME, ensure_synthetic_cxr_eye  # noqa: E402
-from gaze.dist import is_main_process, seed_everything  # noqa: E402
-from gaze.experiment import resolve_path as shared_resolve_path  # noqa: E402
-from gaze.experiment import weights_path  # noqa: E402
+from gaze.synthetic.cxr import ensure_synthetic_cxr_eye  # noqa: E402
+from gaze.synthetic.marker import MARKER_NAME  # noqa: E402
+from gaze.engine.dist import is_main_process, seed_everything  # noqa: E402
+from gaze.config import resolve_path as shared_resolve_path  # noqa: E402
+from gaze.config import weights_path  # noqa: E402
 from gaze.models import create_model  # noqa: E402
-from gaze.transforms import GGCAMTransform, build_resize_transforms  # noqa: E402
+from gaze.data.transforms import GGCAMTransform, build_resize_transforms  # noqa: E402
 
 SPLITS_CSV = "splits.csv"
 

@@ -513,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `cxr` importable from any cwd
     from cxr.experiment import build_catalogue, load_cxr_config, run_dir, saved_split_table
     from gaze.config import ConfigError
-    from gaze.egd import CLASS_NAMES
+    from gaze.attention.egd import CLASS_NAMES
 
     try:
         config = load_cxr_config(argv)

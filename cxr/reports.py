@@ -19,10 +19,10 @@ from torch import nn
 
 from cxr.dataset import CXREyeDataset
 from gaze.atomic import atomic_path
-from gaze.engine import plain_config
-from gaze.experiment import first_batch, write_cam_panels
-from gaze.logging import read_metrics
-from gaze.plots import plot_training_curves
+from gaze.engine.fit import plain_config
+from gaze.viz.panels import first_batch, write_cam_panels
+from gaze.engine.logging import read_metrics
+from gaze.viz.plots import plot_training_curves
 
 #: Fold metrics (classification_report.json key -> column), all on the fold's test images.
 FOLD_METRICS = {"top1": "accuracy", "macro_f1": "macro_f1", "weighted_f1": "weighted_f1",

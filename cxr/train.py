@@ -36,8 +36,8 @@ from cxr.experiment import (  # noqa: E402
 )
 from cxr.reports import write_cv_summary, write_fold_artefacts, write_gcam_panels  # noqa: E402
 from gaze.config import ConfigError  # noqa: E402
-from gaze.dist import barrier, distributed_session, is_main_process  # noqa: E402
-from gaze.engine import fit  # noqa: E402
+from gaze.engine.dist import barrier, distributed_session, is_main_process  # noqa: E402
+from gaze.engine.fit import fit  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

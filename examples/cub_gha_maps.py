@@ -19,8 +19,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gaze.heatmap import load_heatmap  # noqa: E402
-from gaze.plots import save_figure  # noqa: E402
+from gaze.attention.heatmap import load_heatmap  # noqa: E402
+from gaze.viz.plots import save_figure  # noqa: E402
 
 
 def main(gha: Path, ids: list[str], out: Path) -> Path:

@@ -2,9 +2,9 @@
 
 Commands:
   download   fetch the real CUB-GHA run files with SHA-256 checks (gaze.download)
-  merge      write the aggregate Fixation.txt from the run files (gaze.merge)
-  agreement  inter-run agreement of the gaze data, table and plot (gaze.agreement)
-  demo       write the synthetic CUB_200_2011-layout demo dataset (gaze.demo)
+  merge      write the aggregate Fixation.txt from the run files (gaze.attention.merge)
+  agreement  inter-run agreement of the gaze data, table and plot (gaze.attention.agreement)
+  demo       write the synthetic CUB_200_2011-layout demo dataset (gaze.synthetic.cub)
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import sys
 #: command -> module whose ``main(argv)`` runs it.
 COMMANDS = {
     "download": "gaze.download",
-    "merge": "gaze.merge",
-    "agreement": "gaze.agreement",
-    "demo": "gaze.demo",
+    "merge": "gaze.attention.merge",
+    "agreement": "gaze.attention.agreement",
+    "demo": "gaze.synthetic.cub",
 }
 
 

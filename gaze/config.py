@@ -83,6 +83,21 @@ def load_config(defaults_path: str | os.PathLike, argv: Sequence[str] | None = N
     return config
 
 
+def resolve_path(path: str | os.PathLike | None, base: Path) -> Path | None:
+    """A config path: ``~`` expanded, relative paths taken from ``base`` (the repository root)."""
+    if path is None:
+        return None
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def weights_path(path: str | None, base: Path) -> str | None:
+    """A ``pretrain_path``: package aliases ('package:...') pass through, files resolve like paths."""
+    if path is None:
+        return None
+    return path if path.startswith("package:") else str(resolve_path(path, base))
+
+
 def _exec_file(path: Path, namespace: dict) -> dict:
     """Execute a config file in ``namespace`` (a fresh dict of globals) and return it."""
     if not path.is_file():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from gaze.fixations import DisplayRect
+from gaze.attention.fixations import DisplayRect
 
 
 def published_display_map(width, height, rect: DisplayRect, fixations, keep_all=False) -> np.ndarray:

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 import generate_heatmap
-from gaze import gha
-from gaze.fixations import filter_by_duration, merge_by_image, read_fixations
-from gaze.heatmap import render_heatmap
+from gaze.attention import gha
+from gaze.attention.fixations import filter_by_duration, merge_by_image, read_fixations
+from gaze.attention.heatmap import render_heatmap
 from tests.published_cub_gha import published_display_map, published_parse
 
 REAL_IDS = ["1", "2", "3", "100", "11788"]

@@ -1,46 +1,9 @@
-"""Model registry: ``register_model``, ``create_model``, ``list_models`` (torchvision ``_api`` size).
+"""The models and their registry (``create_model``, ``list_models``, ``model_class``, ``register_model``).
 
-Keys are lowercase method names ('baseline', 'gat', 'kfn', ...); every registered class gets
-the key as its ``name`` attribute. Model modules register themselves when imported below.
+Importing the package imports every model module, which registers itself in ``_registry``.
 """
 
-from __future__ import annotations
+from gaze.models._registry import create_model, list_models, model_class, register_model
+from gaze.models import baseline, gat, ggcam, kfn  # noqa: F401  (fill the registry)
 
-from typing import Callable
-
-from torch import nn
-
-_MODELS: dict[str, type[nn.Module]] = {}
-
-
-def register_model(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator adding a model under ``name``; a second model with that name raises."""
-
-    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
-        if name in _MODELS:
-            raise ValueError(f"model {name!r} is already registered ({_MODELS[name].__qualname__})")
-        cls.name = name
-        _MODELS[name] = cls
-        return cls
-
-    return wrap
-
-
-def model_class(name: str) -> type[nn.Module]:
-    """The registered class ``name`` (its class attributes state the method's facts)."""
-    if name not in _MODELS:
-        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
-    return _MODELS[name]
-
-
-def create_model(name: str, **kwargs) -> nn.Module:
-    """Build the registered model ``name`` with constructor ``kwargs``."""
-    return model_class(name)(**kwargs)
-
-
-def list_models() -> list[str]:
-    """Registered model names, sorted."""
-    return sorted(_MODELS)
-
-
-from gaze.models import baseline, gat, ggcam, kfn  # noqa: E402,F401  (fill the registry)
+__all__ = ["create_model", "list_models", "model_class", "register_model"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gaze.models import register_model
+from gaze.models._registry import register_model
 from gaze.models.backbones import create_backbone, global_pool, init_head
 
 

@@ -4,7 +4,7 @@ Each paper normalises its map differently, and the difference changes which wind
 picks and what KFN's second branch sees, so the models do it themselves (cub_pim §1.7,
 cxr §2.1):
 
-* GAT on CUB: global min-max of the cropped map (:func:`gaze.transforms.normalize_attention`,
+* GAT on CUB: global min-max of the cropped map (:func:`gaze.data.transforms.normalize_attention`,
   which keeps a constant map instead of the published 0/0 NaN);
 * GAT and KFN on CXR-Eye: the mask ``minmax(H) > 0.3`` of the raw map H, min-max with an
   epsilon of 1e-7 (:func:`hafc_mask`); GAT scores windows on ``y_hm = H * mask``;
@@ -13,7 +13,6 @@ cxr §2.1):
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 #: HAFC's min-max epsilon (CXR-Eye utils/dataset.py; cxr §2.1 step 4).

@@ -28,7 +28,7 @@ Choices and deviations, each documented where it lives:
   (identical values, no K·C·h·w intermediate).
 - ``gaze_sampling='area'`` (default) averages each CAM cell's area of the gaze map;
   ``'point'`` takes every stride-th pixel, as the published pipeline sampled every 64th
-  pixel of the padded Blur500 map (cxr §3.1; with ``gaze.transforms.GGCAMTransform``).
+  pixel of the padded Blur500 map (cxr §3.1; with ``gaze.data.transforms.GGCAMTransform``).
 - Backbones are timm's (see ``GGCAM``), not the published from-scratch networks (cxr §3.3).
 - The loss terms are combined in float32 even under autocast (the weights reach 4.7e19).
 - ``use_gaze=False`` is the gaze-free baseline (published ``dissimilarity_loss=None``):
@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gaze.models import register_model
+from gaze.models._registry import register_model
 from gaze.models.backbones import create_backbone
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""Training and evaluation: the fit loop, checkpoints, released-checkpoint importers, DDP, logging."""

@@ -1,0 +1,1 @@
+"""Pictures and reports: training curves, classification reports, Grad-CAM panels."""
