@@ -24,10 +24,22 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from gaze.data.images import load_rgb_image, read_id_table
-from gaze.attention.fixations import FixationFormatError, ReadLimits, list_fixation_files, merge_by_image, read_fixations
-from gaze.attention.gha import ALL_DIR, SINGLE_DIR, BuildOptions, OptionsMismatchError, build_gha
+from gaze.attention.fixations import (
+    FixationFormatError,
+    ReadLimits,
+    list_fixation_files,
+    merge_by_image,
+    read_fixations,
+)
+from gaze.attention.gha import (
+    ALL_DIR,
+    SINGLE_DIR,
+    BuildOptions,
+    OptionsMismatchError,
+    build_gha,
+)
 from gaze.attention.heatmap import drop_last_fixation, load_heatmap
+from gaze.data.images import load_rgb_image, read_id_table
 from gaze.viz.plots import overlay_heatmap, save_image
 
 

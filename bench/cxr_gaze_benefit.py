@@ -36,13 +36,11 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `gaze`, `cxr` importable from any cwd
+import pandas as pd
+import torch
 
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from cxr.train import main as train_main  # noqa: E402
-from gaze.synthetic.cxr import make_synthetic_cxr_eye  # noqa: E402
+from cxr.train import main as train_main
+from gaze.synthetic.cxr import make_synthetic_cxr_eye
 
 METHODS = {
     "baseline": ["--model=baseline"],

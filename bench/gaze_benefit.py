@@ -42,12 +42,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `gaze`, `cub` importable from any cwd
+import torch
 
-import torch  # noqa: E402
-
-from cub.train import main as train_main  # noqa: E402
-from gaze.synthetic.cub import make_synthetic_cub  # noqa: E402
+from cub.train import main as train_main
+from gaze.synthetic.cub import make_synthetic_cub
 
 METHODS = ("baseline", "gat", "kfn", "kfn_gat")
 #: Written by cub/train.py in every run directory: best epoch, val and test metrics.

@@ -38,7 +38,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gaze.attention.fixations import SCREEN_HEIGHT, SCREEN_WIDTH, FixationRecord, merge_by_image, read_fixations
+from gaze.attention.fixations import (
+    SCREEN_HEIGHT,
+    SCREEN_WIDTH,
+    FixationRecord,
+    merge_by_image,
+    read_fixations,
+)
 from gaze.attention.gha import ALL_DIR, ALL_MIN_DURATION_MS, BuildOptions, build_gha
 
 #: The published kernel: a 500x500 window, sd 75 screen pixels, centre index 250 (§1.10).

@@ -42,24 +42,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `gaze`, `cub` importable from any cwd
+import imageio.v2 as imageio
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+from torch.utils.data import default_collate
+from torchvision import transforms
+from torchvision.transforms import functional as TF
 
-import imageio.v2 as imageio  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
-from torch.utils.data import default_collate  # noqa: E402
-from torchvision import transforms  # noqa: E402
-from torchvision.transforms import functional as TF  # noqa: E402
-
-from cub.dataset import CUBDataset  # noqa: E402
-from gaze.synthetic.cub import make_synthetic_cub  # noqa: E402
-from gaze.attention.fixations import filter_by_duration, merge_by_image, read_fixations  # noqa: E402
-from gaze.attention.heatmap import render_heatmaps, save_heatmap  # noqa: E402
-from gaze.models.gat import GAT, WindowGeometry, crop_windows  # noqa: E402
-from gaze.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms  # noqa: E402
+from cub.dataset import CUBDataset
+from gaze.attention.fixations import filter_by_duration, merge_by_image, read_fixations
+from gaze.attention.heatmap import render_heatmaps, save_heatmap
+from gaze.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
+from gaze.models.gat import GAT, WindowGeometry, crop_windows
+from gaze.synthetic.cub import make_synthetic_cub
 
 #: Fixations shorter than this are dropped before rendering (CUB-GHA README: 100 ms).
 MIN_DURATION_MS = 100.0

@@ -13,9 +13,6 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from gaze.data.cache import AttentionCache, cache_folder_name
-from gaze.data.images import IdRow, TableFormatError, load_rgb_image, read_id_table
-from gaze.data.splits import stratified_split
 from gaze.attention.fixations import (
     filter_by_duration,
     list_fixation_files,
@@ -23,8 +20,11 @@ from gaze.attention.fixations import (
     read_fixations,
 )
 from gaze.attention.heatmap import load_heatmap, render_heatmap
-from gaze.safe_paths import check_relative_path
+from gaze.data.cache import AttentionCache, cache_folder_name
+from gaze.data.images import IdRow, TableFormatError, load_rgb_image, read_id_table
+from gaze.data.splits import stratified_split
 from gaze.data.transforms import build_transforms
+from gaze.safe_paths import check_relative_path
 
 SPLITS = ("train", "val", "test", "trainval")
 #: Fixations shorter than this are dropped before rendering (CUB-GHA README: 100 ms).

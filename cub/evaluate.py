@@ -17,33 +17,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `cub` importable from any cwd
+from torch import nn
+from torch.utils.data import DataLoader
 
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-
-from cub.experiment import build_dataset, build_model, data_root, load_cub_config, resolve_path  # noqa: E402
-from gaze.config import ConfigError  # noqa: E402
-from gaze.engine.dist import resolve_device  # noqa: E402
-from gaze.engine.fit import evaluate  # noqa: E402
-from gaze.viz.panels import first_batch  # noqa: E402
-from gaze.viz.panels import write_cam_panels as shared_cam_panels  # noqa: E402
-from gaze.engine.importers import import_checkpoint, load_model_checkpoint  # noqa: E402
-from gaze.viz.reports import write_reports  # noqa: E402
+from cub.experiment import (
+    build_dataset,
+    build_model,
+    data_root,
+    load_cub_config,
+    resolve_path,
+    write_cam_panels,
+)
+from gaze.config import ConfigError
+from gaze.engine.dist import resolve_device
+from gaze.engine.fit import evaluate
+from gaze.engine.importers import import_checkpoint, load_model_checkpoint
+from gaze.viz.reports import write_reports
 
 #: Keys that define the network; an evaluated checkpoint's values replace the config's.
 MODEL_KEYS = ("model_type", "backbone", "num_classes", "input_size", "dropout", "stride", "ratios",
               "N_list", "iou_threshs", "window_side")
-
-
-def write_cam_panels(model: nn.Module, config: dict[str, Any], out_dir: Path, count: int) -> list[Path]:
-    """Grad-CAM of the predicted class beside the human attention for the first test images."""
-    if count <= 0:
-        return []
-    dataset = build_dataset(config, data_root(config), "test", with_gaze=True)
-    return shared_cam_panels(model, first_batch(dataset, count), dataset.class_names, out_dir,
-                             pass_gaze=config["model_type"] == "kfn",
-                             layers={f"Grad-CAM ({config['model_type']})": None})
 
 
 def load_evaluated_model(config: dict[str, Any], checkpoint_path: Path) -> tuple[nn.Module, dict[str, Any]]:

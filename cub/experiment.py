@@ -14,21 +14,28 @@ from typing import Any
 from torch import nn
 from torch.utils.data import DataLoader
 
+from cub.dataset import CUBDataset
+from cub.published import PUBLISHED
+from gaze.config import (
+    ConfigError,
+    apply_protocol,
+    check_numbers,
+    load_config,
+    weights_path,
+)
+from gaze.config import resolve_path as shared_resolve_path
+from gaze.data.transforms import build_transforms
+from gaze.engine.dist import seed_everything
+from gaze.models import create_model, model_class
+from gaze.synthetic.cub import ensure_synthetic_cub
+from gaze.synthetic.marker import MARKER_NAME
+from gaze.viz.panels import first_batch
+from gaze.viz.panels import write_cam_panels as shared_cam_panels
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CUB_DIR = REPO_ROOT / "cub"
 MODEL_TYPES = ("gat", "kfn", "baseline")
 MASKED_IMAGE_CROPS = ("shared", "independent")
-
-from cub.dataset import CUBDataset  # noqa: E402
-from cub.published import PUBLISHED  # noqa: E402
-from gaze.config import ConfigError, apply_protocol, check_numbers, load_config  # noqa: E402
-from gaze.synthetic.cub import ensure_synthetic_cub  # noqa: E402
-from gaze.synthetic.marker import MARKER_NAME  # noqa: E402
-from gaze.engine.dist import seed_everything  # noqa: E402
-from gaze.config import resolve_path as shared_resolve_path  # noqa: E402
-from gaze.config import weights_path  # noqa: E402
-from gaze.models import create_model, model_class  # noqa: E402
-from gaze.data.transforms import build_transforms  # noqa: E402
 
 
 def resolve_path(path: str | None) -> Path | None:
@@ -188,3 +195,13 @@ def build_model(config: dict[str, Any]) -> nn.Module:
 def run_dir(config: dict[str, Any]) -> Path:
     """``model_path/model_name`` (the published save directory), e.g. runs/cub/gat."""
     return resolve_path(config["model_path"]) / config["model_name"]
+
+
+def write_cam_panels(model: nn.Module, config: dict[str, Any], out_dir: Path, count: int) -> list[Path]:
+    """Grad-CAM of the predicted class beside the human attention for the first test images."""
+    if count <= 0:
+        return []
+    dataset = build_dataset(config, data_root(config), "test", with_gaze=True)
+    return shared_cam_panels(model, first_batch(dataset, count), dataset.class_names, out_dir,
+                             pass_gaze=config["model_type"] == "kfn",
+                             layers={f"Grad-CAM ({config['model_type']})": None})

@@ -16,15 +16,17 @@ A killed run continues where it stopped when started again with the same config.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `cub` importable from any cwd
-
-from cub.evaluate import write_cam_panels  # noqa: E402
-from cub.experiment import build_loaders, build_model, load_cub_config, run_dir  # noqa: E402
-from gaze.config import ConfigError  # noqa: E402
-from gaze.engine.dist import is_main_process  # noqa: E402
-from gaze.engine.fit import fit  # noqa: E402
+from cub.experiment import (
+    build_loaders,
+    build_model,
+    load_cub_config,
+    run_dir,
+    write_cam_panels,
+)
+from gaze.config import ConfigError
+from gaze.engine.dist import is_main_process
+from gaze.engine.fit import fit
 
 
 def selection(config: dict, summary: dict) -> str:

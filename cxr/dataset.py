@@ -31,9 +31,16 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
+from gaze.attention.egd import (
+    CLASS_NAMES,
+    EGD_SIGMA,
+    egd_heatmap,
+    read_egd_fixations,
+    read_heatmap_png,
+    read_master_sheet,
+)
 from gaze.data.cache import AttentionCache, cache_folder_name
 from gaze.data.images import load_rgb_image
-from gaze.attention.egd import CLASS_NAMES, EGD_SIGMA, egd_heatmap, read_egd_fixations, read_heatmap_png, read_master_sheet
 from gaze.data.transforms import JointTransform
 
 #: Longer side of the cached gaze maps: the maps are smooth (sd 150 px at ~3000 px), so

@@ -15,13 +15,10 @@ viz_plots/) and ``cv_metrics.csv`` / ``cv_summary.json``; prints mean +- std.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `cxr` importable from any cwd
+from torch.utils.data import DataLoader
 
-from torch.utils.data import DataLoader  # noqa: E402
-
-from cxr.experiment import (  # noqa: E402
+from cxr.experiment import (
     SPLITS_CSV,
     build_catalogue,
     build_dataset,
@@ -35,13 +32,18 @@ from cxr.experiment import (  # noqa: E402
     run_names,
     split_table,
 )
-from cxr.prepare import read_split_table  # noqa: E402
-from cxr.reports import fold_row, write_classification_results, write_cv_summary, write_gcam_panels  # noqa: E402
-from gaze.config import ConfigError  # noqa: E402
-from gaze.engine.dist import resolve_device  # noqa: E402
-from gaze.engine.fit import evaluate  # noqa: E402
-from gaze.engine.importers import load_model_checkpoint  # noqa: E402
-from gaze.viz.reports import write_reports  # noqa: E402
+from cxr.prepare import read_split_table
+from cxr.reports import (
+    fold_row,
+    write_classification_results,
+    write_cv_summary,
+    write_gcam_panels,
+)
+from gaze.config import ConfigError
+from gaze.engine.dist import resolve_device
+from gaze.engine.fit import evaluate
+from gaze.engine.importers import load_model_checkpoint
+from gaze.viz.reports import write_reports
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,21 +15,33 @@ import pandas as pd
 from torch import nn
 from torch.utils.data import DataLoader
 
+from cxr.dataset import Catalogue, CXREyeDataset, load_catalogue
+from cxr.prepare import (
+    DEFAULT_RSEED,
+    PROTOCOLS,
+    build_split_table,
+    read_split_table,
+    write_split_table,
+)
+from cxr.published import PUBLISHED
+from gaze.config import (
+    PUBLISHED_SUFFIX,
+    ConfigError,
+    apply_protocol,
+    check_numbers,
+    load_config,
+    weights_path,
+)
+from gaze.config import resolve_path as shared_resolve_path
+from gaze.data.transforms import GGCAMTransform, build_resize_transforms
+from gaze.engine.dist import is_main_process, seed_everything
+from gaze.models import create_model
+from gaze.synthetic.cxr import ensure_synthetic_cxr_eye
+from gaze.synthetic.marker import MARKER_NAME
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CXR_DIR = REPO_ROOT / "cxr"
 MODELS = ("gat", "kfn", "ggcam", "baseline")
-
-from cxr.dataset import Catalogue, CXREyeDataset, load_catalogue  # noqa: E402
-from cxr.prepare import DEFAULT_RSEED, PROTOCOLS, build_split_table, read_split_table, write_split_table  # noqa: E402
-from cxr.published import PUBLISHED  # noqa: E402
-from gaze.config import PUBLISHED_SUFFIX, ConfigError, apply_protocol, check_numbers, load_config  # noqa: E402
-from gaze.synthetic.cxr import ensure_synthetic_cxr_eye  # noqa: E402
-from gaze.synthetic.marker import MARKER_NAME  # noqa: E402
-from gaze.engine.dist import is_main_process, seed_everything  # noqa: E402
-from gaze.config import resolve_path as shared_resolve_path  # noqa: E402
-from gaze.config import weights_path  # noqa: E402
-from gaze.models import create_model  # noqa: E402
-from gaze.data.transforms import GGCAMTransform, build_resize_transforms  # noqa: E402
 
 SPLITS_CSV = "splits.csv"
 

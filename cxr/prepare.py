@@ -510,10 +510,14 @@ def main(argv: list[str] | None = None) -> int:
     """Write ``<run>/splits.csv`` for the config (``cxr/config.py`` + overrides) and print its summary."""
     import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `cxr` importable from any cwd
-    from cxr.experiment import build_catalogue, load_cxr_config, run_dir, saved_split_table
-    from gaze.config import ConfigError
+    from cxr.experiment import (
+        build_catalogue,
+        load_cxr_config,
+        run_dir,
+        saved_split_table,
+    )
     from gaze.attention.egd import CLASS_NAMES
+    from gaze.config import ConfigError
 
     try:
         config = load_cxr_config(argv)

@@ -20,8 +20,8 @@ from torch import nn
 from cxr.dataset import CXREyeDataset
 from gaze.atomic import atomic_path
 from gaze.engine.fit import plain_config
-from gaze.viz.panels import first_batch, write_cam_panels
 from gaze.engine.logging import read_metrics
+from gaze.viz.panels import first_batch, write_cam_panels
 from gaze.viz.plots import plot_training_curves
 
 #: Fold metrics (classification_report.json key -> column), all on the fold's test images.

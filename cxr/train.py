@@ -21,11 +21,8 @@ A killed run continues where it stopped when started again with the same config.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `cxr` importable from any cwd
-
-from cxr.experiment import (  # noqa: E402
+from cxr.experiment import (
     build_catalogue,
     build_loaders,
     build_model,
@@ -34,10 +31,10 @@ from cxr.experiment import (  # noqa: E402
     run_names,
     saved_split_table,
 )
-from cxr.reports import write_cv_summary, write_fold_artefacts, write_gcam_panels  # noqa: E402
-from gaze.config import ConfigError  # noqa: E402
-from gaze.engine.dist import barrier, distributed_session, is_main_process  # noqa: E402
-from gaze.engine.fit import fit  # noqa: E402
+from cxr.reports import write_cv_summary, write_fold_artefacts, write_gcam_panels
+from gaze.config import ConfigError
+from gaze.engine.dist import barrier, distributed_session, is_main_process
+from gaze.engine.fit import fit
 
 
 def main(argv: list[str] | None = None) -> int:

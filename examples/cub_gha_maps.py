@@ -16,11 +16,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gaze.attention.heatmap import load_heatmap  # noqa: E402
-from gaze.viz.plots import save_figure  # noqa: E402
+from gaze.attention.heatmap import load_heatmap
+from gaze.viz.plots import save_figure
 
 
 def main(gha: Path, ids: list[str], out: Path) -> Path:

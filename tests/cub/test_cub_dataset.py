@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,21 +10,17 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:  # `cub` is a top-level folder, not part of the installed package
-    sys.path.insert(0, str(REPO_ROOT))
-
-from cub.dataset import CUBDataset, CUBFormatError  # noqa: E402
-from gaze.synthetic.cub import make_synthetic_cub  # noqa: E402
+from cub.dataset import CUBDataset, CUBFormatError
 from gaze.attention.fixations import (
     FixationRecord,
     filter_by_duration,
     merge_by_image,
     read_fixations,
     write_fixations,
-)  # noqa: E402
-from gaze.attention.heatmap import render_heatmap, save_heatmap  # noqa: E402
-from gaze.data.transforms import build_transforms  # noqa: E402
+)
+from gaze.attention.heatmap import render_heatmap, save_heatmap
+from gaze.data.transforms import build_transforms
+from gaze.synthetic.cub import make_synthetic_cub
 
 TEST_TRANSFORM = build_transforms(train=False, input_size=32)
 NUM_CLASSES, TRAIN_PER_CLASS, TEST_PER_CLASS = 3, 4, 2
