@@ -1,4 +1,4 @@
-"""Shared fixtures: the real CUB-GHA gaze data (skipped with a reason when absent)."""
+"""Shared fixtures: the real CUB-GHA gaze data (skipped with a reason when absent), global state restored."""
 
 from __future__ import annotations
 
@@ -23,3 +23,33 @@ def real_runs_dir() -> Path:
             "(set GAZE_CUB_GHA_DIR or run `python -m gaze.download cub-gha`)"
         )
     return REAL_RUNS_DIR
+
+
+@pytest.fixture(autouse=True)
+def restore_global_state():
+    """Leave the process as the test found it: the ``gaze`` loggers, torch's threads and flags.
+
+    A training run configures the ``gaze`` logger (handlers, no propagation) and tests set
+    torch's thread count; without this, a later test's log capture or timing would depend
+    on which tests ran before it (the suite must pass in any order).
+    """
+    import logging
+
+    import torch
+
+    loggers = [logging.getLogger(name) for name in ("gaze", *[n for n in logging.root.manager.loggerDict
+                                                          if n.startswith("gaze.")])]
+    saved = [(logger, list(logger.handlers), logger.level, logger.propagate) for logger in loggers]
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    yield
+    for logger, handlers, level, propagate in saved:
+        for handler in logger.handlers:
+            if handler not in handlers:
+                logger.removeHandler(handler)
+                handler.close()
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)

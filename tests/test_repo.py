@@ -32,3 +32,19 @@ def test_readme_table_lists_every_published_protocol_key():
         for method, settings in published.items():
             missing = set(settings) - marked
             assert not missing, f"{method}: {missing} not marked P in the README table"
+
+
+def test_no_source_file_is_ignored_by_git():
+    # `data/` in .gitignore once hid gaze/data/*.py and tests/data/*.py from every commit.
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("git") is None or not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    sources = [str(p.relative_to(REPO_ROOT)) for folder in ("gaze", "cub", "cxr", "tests", "bench", "examples")
+               for p in (REPO_ROOT / folder).rglob("*.py") if "__pycache__" not in p.parts]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *sources], cwd=REPO_ROOT,
+                             capture_output=True, text=True).stdout.split()
+    assert not ignored, f"source files ignored by .gitignore: {ignored}"
