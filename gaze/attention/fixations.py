@@ -175,6 +175,30 @@ def display_to_image(
     return x, y
 
 
+#: Files up to this size are read whole; larger ones line by line with a bounded readline.
+WHOLE_FILE_BYTES = 64 * 2**20
+
+
+def _split_lines(path: Path, data: bytes, max_line_bytes: int) -> tuple[list[str], dict[int, int]]:
+    """:func:`_read_lines` of a file read whole (one decode, one split)."""
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as error:
+        line_no = data[: error.start].count(b"\n") + 1
+        raise FixationFormatError(f"{path}:{line_no}: non-ASCII byte; not a fixation file") from None
+    # Only LF (with an optional CR before it) ends a line: str.splitlines would also split
+    # at form feeds and other ASCII separators and shift every reported line number.
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    too_long = {index: len(line) for index, line in enumerate(lines) if len(line) > max_line_bytes}
+    for index in too_long:
+        lines[index] = ""
+    while lines and not lines[-1].strip() and len(lines) - 1 not in too_long:
+        lines.pop()
+    return lines, too_long
+
+
 def _read_lines(path: Path, max_line_bytes: int) -> tuple[list[str], dict[int, int]]:
     """The file's lines (CRLF or LF) without trailing blank lines; non-ASCII is an error.
 
@@ -186,6 +210,8 @@ def _read_lines(path: Path, max_line_bytes: int) -> tuple[list[str], dict[int, i
     Returns:
         The lines, and {0-based line index: length in bytes} of the over-long ones.
     """
+    if path.stat().st_size <= WHOLE_FILE_BYTES:  # the common case, read at once (faster)
+        return _split_lines(path, path.read_bytes(), max_line_bytes)
     lines: list[str] = []
     too_long: dict[int, int] = {}
     with open(path, "rb") as file:

@@ -12,6 +12,7 @@ from gaze.attention.fixations import (
     DisplayRect,
     FixationFormatError,
     FixationRecord,
+    ReadLimits,
     detect_layout,
     display_to_image,
     filter_by_duration,
@@ -463,3 +464,21 @@ def test_real_data_write_reproduces_each_run_file(real_records, real_runs_dir, t
         records = [r for r in real_records if r.run[0] == run]
         assert write_fixations(records, target) == len(records)
         assert target.read_bytes() == source.read_bytes(), source.name
+
+
+@pytest.mark.parametrize("whole_file_bytes", [64 * 2**20, 0])  # read whole / line by line (large files)
+def test_both_read_paths_agree_on_records_and_bad_lines(tmp_path, monkeypatch, whole_file_bytes):
+    import gaze.attention.fixations as fixations
+
+    monkeypatch.setattr(fixations, "WHOLE_FILE_BYTES", whole_file_bytes)
+    long_line = "7,100,80," + ",".join(["10,10,300"] * 50)
+    path = tmp_path / "runs.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(["1,100,80,10,10,300", long_line, "", "2,100,80,20,20,400"]).encode()
+                     + b"\r\n\r\n")
+    result = read_fixation_file(path, skip_bad_lines=True, limits=ReadLimits(max_line_bytes=100))
+    assert [r.image_id for r in result.records] == ["1", "2"]
+    assert [(b.location, b.reason) for b in result.skipped] == [
+        (f"{path}:2", f"line of {len(long_line):,} bytes exceeds max_line_bytes=100"), (f"{path}:3", "empty line")]
+    path.write_bytes(b"1,100,80,10,10,300\n2,100,80,\xc3\xa9,10,300\n")
+    with pytest.raises(FixationFormatError, match=f"{path}:2: non-ASCII byte"):
+        read_fixation_file(path)
