@@ -175,63 +175,37 @@ def display_to_image(
     return x, y
 
 
-#: Files up to this size are read whole; larger ones line by line with a bounded readline.
-WHOLE_FILE_BYTES = 64 * 2**20
-
-
-def _split_lines(path: Path, data: bytes, max_line_bytes: int) -> tuple[list[str], dict[int, int]]:
-    """:func:`_read_lines` of a file read whole (one decode, one split)."""
-    if data.startswith(_BOM):
-        data = data[len(_BOM):]
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError as error:
-        line_no = data[: error.start].count(b"\n") + 1
-        raise FixationFormatError(f"{path}:{line_no}: non-ASCII byte; not a fixation file") from None
-    # Only LF (with an optional CR before it) ends a line: str.splitlines would also split
-    # at form feeds and other ASCII separators and shift every reported line number.
-    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
-    too_long = {index: len(line) for index, line in enumerate(lines) if len(line) > max_line_bytes}
-    for index in too_long:
-        lines[index] = ""
-    while lines and not lines[-1].strip() and len(lines) - 1 not in too_long:
-        lines.pop()
-    return lines, too_long
-
-
 def _read_lines(path: Path, max_line_bytes: int) -> tuple[list[str], dict[int, int]]:
     """The file's lines (CRLF or LF) without trailing blank lines; non-ASCII is an error.
 
-    Read line by line with a bounded ``readline``, so a line longer than ``max_line_bytes``
-    is never held in memory: it is skipped to its end and reported (as an empty string in
-    the list, its length in the returned dict). A UTF-8 byte-order mark at the very start
-    is dropped (Windows editors write one).
+    Read with a bounded ``readline``, so a line longer than ``max_line_bytes`` is never held
+    in memory: it is skipped to its end and reported (an empty string in the list, its
+    length in the returned dict). A UTF-8 byte-order mark at the very start is dropped
+    (Windows editors write one). Only LF (with an optional CR before it) ends a line:
+    ``str.splitlines`` would also split at form feeds and shift the line numbers.
 
     Returns:
         The lines, and {0-based line index: length in bytes} of the over-long ones.
     """
-    if path.stat().st_size <= WHOLE_FILE_BYTES:  # the common case, read at once (faster)
-        return _split_lines(path, path.read_bytes(), max_line_bytes)
     lines: list[str] = []
     too_long: dict[int, int] = {}
     with open(path, "rb") as file:
-        while chunk := file.readline(max_line_bytes + 2):  # + CR LF
+        while chunk := file.readline(max_line_bytes + 3):  # a line of max_line_bytes + CR LF, and one more
             if not lines and chunk.startswith(_BOM):
                 chunk = chunk[len(_BOM):]
-            if not chunk.endswith(b"\n") and len(chunk) >= max_line_bytes + 2:
-                length = len(chunk)
-                while chunk and not chunk.endswith(b"\n"):
-                    chunk = file.readline(1 << 20)
-                    length += len(chunk)
-                too_long[len(lines)] = length - chunk.endswith(b"\n") - chunk.endswith(b"\r\n")
+            length = len(chunk)
+            while chunk and not chunk.endswith(b"\n") and length > max_line_bytes + 2:  # skip the rest unread
+                chunk = file.readline(1 << 20)
+                length += len(chunk)
+            length -= chunk.endswith(b"\n") + chunk.endswith(b"\r\n")
+            if length > max_line_bytes:
+                too_long[len(lines)] = length
                 lines.append("")
                 continue
             try:
                 text = chunk.decode("ascii")
             except UnicodeDecodeError:
                 raise FixationFormatError(f"{path}:{len(lines) + 1}: non-ASCII byte; not a fixation file") from None
-            # Only LF (with an optional CR before it) ends a line: str.splitlines would also split
-            # at form feeds and other ASCII separators and shift every reported line number.
             text = text[:-1] if text.endswith("\n") else text
             lines.append(text[:-1] if text.endswith("\r") else text)
     while lines and not lines[-1].strip() and len(lines) - 1 not in too_long:

@@ -466,11 +466,7 @@ def test_real_data_write_reproduces_each_run_file(real_records, real_runs_dir, t
         assert target.read_bytes() == source.read_bytes(), source.name
 
 
-@pytest.mark.parametrize("whole_file_bytes", [64 * 2**20, 0])  # read whole / line by line (large files)
-def test_both_read_paths_agree_on_records_and_bad_lines(tmp_path, monkeypatch, whole_file_bytes):
-    import gaze.attention.fixations as fixations
-
-    monkeypatch.setattr(fixations, "WHOLE_FILE_BYTES", whole_file_bytes)
+def test_bounded_reading_reports_long_lines_bom_and_non_ascii(tmp_path):
     long_line = "7,100,80," + ",".join(["10,10,300"] * 50)
     path = tmp_path / "runs.txt"
     path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(["1,100,80,10,10,300", long_line, "", "2,100,80,20,20,400"]).encode()
@@ -482,3 +478,15 @@ def test_both_read_paths_agree_on_records_and_bad_lines(tmp_path, monkeypatch, w
     path.write_bytes(b"1,100,80,10,10,300\n2,100,80,\xc3\xa9,10,300\n")
     with pytest.raises(FixationFormatError, match=f"{path}:2: non-ASCII byte"):
         read_fixation_file(path)
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_line_length_bound_is_exact(tmp_path, ending):
+    fits = b"1,100,80," + b",".join([b"10,10,300"] * 9)  # 99 bytes
+    fits += b"0" * (100 - len(fits))  # 100 bytes: a longer duration, still a number
+    over = b"2" + fits  # 101 bytes
+    path = tmp_path / "runs.txt"
+    path.write_bytes(fits + ending + over + ending)
+    result = read_fixation_file(path, skip_bad_lines=True, limits=ReadLimits(max_line_bytes=100))
+    assert [r.image_id for r in result.records] == ["1"]
+    assert [b.reason for b in result.skipped] == ["line of 101 bytes exceeds max_line_bytes=100"]
