@@ -23,7 +23,7 @@ from gaze.attention.heatmap import load_heatmap, render_heatmap
 from gaze.data.cache import AttentionCache, cache_folder_name
 from gaze.data.images import IdRow, TableFormatError, load_rgb_image, read_id_table
 from gaze.data.splits import stratified_split
-from gaze.data.transforms import build_transforms
+from gaze.data.transforms import as_attention_map, build_transforms
 from gaze.safe_paths import check_relative_path
 
 SPLITS = ("train", "val", "test", "trainval")
@@ -79,11 +79,8 @@ def published_masked_picture(picture: Image.Image, attention: torch.Tensor) -> I
     (truncation), as torchvision's ToPILImage does (cub_pim §1.7).
     """
     pixels = torch.from_numpy(np.asarray(picture, dtype=np.float32) / np.float32(255))  # (H, W, 3)
-    attention = attention.to(torch.float32)
-    if tuple(attention.shape) != pixels.shape[:2]:  # the published loader resizes the map to the image
-        attention = torch.nn.functional.interpolate(attention[None, None], size=pixels.shape[:2], mode="bilinear",
-                                                    antialias=True, align_corners=False)[0, 0].clamp(0, 1)
-    product = pixels * attention[..., None]
+    attention = as_attention_map(attention, pixels.shape[:2]).as_subclass(torch.Tensor)  # (1, H, W) at the image size
+    product = pixels * attention[0, ..., None]
     return Image.fromarray(product.mul(255).to(torch.uint8).numpy())
 
 

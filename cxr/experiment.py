@@ -20,6 +20,7 @@ from cxr.prepare import (
     DEFAULT_RSEED,
     PROTOCOLS,
     build_split_table,
+    keeps_patients_apart,
     read_split_table,
     write_split_table,
 )
@@ -154,8 +155,8 @@ def saved_split_table(config: dict[str, Any], catalogue: Catalogue, out_dir: Pat
 
 
 def patient_disjoint(config: dict[str, Any]) -> bool:
-    """Whether the config's splits keep each patient in one part (all but GG-CAM's published split)."""
-    return config["split"] != "ggcam" or config["ggcam_patient_disjoint"]
+    """Whether the config's splits keep each patient in one part (see ``cxr.prepare.keeps_patients_apart``)."""
+    return keeps_patients_apart(config["split"], config["ggcam_patient_disjoint"])
 
 
 def run_names(config: dict[str, Any], table: pd.DataFrame) -> list[tuple[int, str]]:

@@ -113,7 +113,7 @@ def _as_image(image: Image.Image | torch.Tensor | np.ndarray) -> tv_tensors.Imag
     return tv_tensors.Image(image)
 
 
-def _as_attention(gaze: Any, image_size: Sequence[int]) -> AttentionMap:
+def as_attention_map(gaze: Any, image_size: Sequence[int]) -> AttentionMap:
     """(H, W)/(1, H, W) tensor or array, or a PIL 'L' image -> float (1, H, W) map at the image size.
 
     8-bit input (uint8 or PIL) is scaled by 1/255. A map of another size than the image is
@@ -162,7 +162,7 @@ class JointTransform:
         image = _as_image(image)
         if gaze is None:
             return self.pipeline(image).as_subclass(torch.Tensor), None
-        attention = _as_attention(gaze, image.shape[-2:])
+        attention = as_attention_map(gaze, image.shape[-2:])
         image, attention = self.pipeline(image, attention)
         return image.as_subclass(torch.Tensor), attention.as_subclass(torch.Tensor).clamp(0.0, 1.0)
 

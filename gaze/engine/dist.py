@@ -201,10 +201,7 @@ def barrier() -> None:
     A gloo ``monitored_barrier`` (a gloo side group under nccl) waits ``dist_timeout_minutes``
     and then raises naming the missing ranks, instead of hanging with no word of who froze.
     """
-    if not (torch_dist.is_available() and torch_dist.is_initialized()):
-        return
-    if get_world_size() == 1:
-        torch_dist.barrier()
+    if not is_distributed():
         return
     try:
         torch_dist.monitored_barrier(group=_monitor["group"], timeout=_monitor["timeout"], wait_all_ranks=True)

@@ -664,11 +664,10 @@ def _prepare_run_dir(run_dir: Path, resume: bool) -> Path | None:
     remove_stale_temporaries(run_dir)
     if resume or not any((run_dir / name).exists() for name in RUN_FILES):
         return None
-    archive = run_dir.with_name(f"{run_dir.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
-    suffix = 1
-    while archive.exists():
-        archive = archive.with_name(f"{run_dir.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}-{suffix}")
-        suffix += 1
+    stamp = f"{run_dir.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}"
+    archive, suffix = run_dir.with_name(stamp), 1
+    while archive.exists():  # two restarts within one second
+        archive, suffix = run_dir.with_name(f"{stamp}-{suffix}"), suffix + 1
     run_dir.rename(archive)
     return archive
 
