@@ -45,11 +45,21 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from gaze.attention import saliency
 from gaze.atomic import atomic_path
+from gaze.attention import saliency
+from gaze.attention.fixations import (
+    FixationRecord,
+    filter_by_duration,
+    merge_by_image,
+    read_fixations,
+)
+from gaze.attention.heatmap import (
+    gaussian_profiles,
+    normalize_min_max,
+    render_heatmaps,
+    screen_fit_sigma,
+)
 from gaze.data.images import IdRow, TableFormatError, read_id_table
-from gaze.attention.fixations import FixationRecord, filter_by_duration, merge_by_image, read_fixations
-from gaze.attention.heatmap import gaussian_profiles, normalize_min_max, render_heatmaps, screen_fit_sigma
 from gaze.engine.logging import stderr_is_interactive
 
 #: Metric name -> (function, what the prediction is scored against).
@@ -394,9 +404,11 @@ def plot_agreement(frame: pd.DataFrame, path: str | os.PathLike, title: str = ""
         path: PNG to write (atomically).
         title: figure title.
     """
-    from gaze.viz.plots import save_figure  # first: importing it selects the Agg backend
-
     import matplotlib.pyplot as plt
+
+    from gaze.viz.plots import (
+        save_figure,  # first: importing it selects the Agg backend
+    )
 
     with_classes = "class_name" in frame.columns
     figure = plt.figure(figsize=(17, 7.5 if with_classes else 3.8), constrained_layout=True)

@@ -28,7 +28,12 @@ import torch
 
 from gaze.atomic import atomic_write_bytes
 from gaze.attention.fixations import FixationRecord, filter_by_duration, merge_nearest
-from gaze.attention.heatmap import encode_heatmap, iter_heatmaps, render_display_heatmap, render_single_fixation_maps
+from gaze.attention.heatmap import (
+    encode_heatmap,
+    iter_heatmaps,
+    render_display_heatmap,
+    render_single_fixation_maps,
+)
 from gaze.safe_paths import check_plain_name
 
 ALL_DIR, SINGLE_DIR = "All_Fixation", "Single_Fixation"

@@ -28,6 +28,7 @@ from PIL import Image
 from gaze.atomic import atomic_write_bytes
 from gaze.attention.fixations import SCREEN_HEIGHT, SCREEN_WIDTH, FixationRecord
 
+
 class HeatmapFileError(OSError):
     """An attention-map image that cannot be read; the message names the file."""
 

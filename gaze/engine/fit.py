@@ -39,12 +39,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import (
+    DataLoader,
+    DistributedSampler,
+    RandomSampler,
+    SequentialSampler,
+)
 
 import gaze
 from gaze.atomic import atomic_path, remove_stale_temporaries
 from gaze.config import format_config, save_config
-from gaze.torch_files import load_torch_file
 from gaze.engine.dist import (
     DistInfo,
     all_gather_objects,
@@ -67,6 +71,7 @@ from gaze.engine.logging import (
     setup_logging,
     truncate_metrics,
 )
+from gaze.torch_files import load_torch_file
 
 #: Config keys the engine reads, with the values used when a config lacks them: the
 #: published CUB-GHA recipe (cub_pim.md §1.3: SGD momentum 0.9, lr 1e-3, weight decay
@@ -886,7 +891,9 @@ def _finish(model, loaders, config, run_dir, device, dtype, state, info, logger)
 
 def _write_artefacts(run_dir, config, results, summary, loaders) -> None:
     """training_curves.png, reports per split (test unprefixed, val as val_*), summary.json."""
-    from gaze.viz.plots import plot_training_curves  # matplotlib and sklearn: rank 0, at the end only
+    from gaze.viz.plots import (
+        plot_training_curves,  # matplotlib and sklearn: rank 0, at the end only
+    )
     from gaze.viz.reports import write_reports
 
     metrics = read_metrics(run_dir / METRICS_CSV)

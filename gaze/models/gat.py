@@ -34,10 +34,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import roi_align
 
+from gaze.data.transforms import normalize_attention
 from gaze.models._registry import register_model
 from gaze.models.baseline import Baseline
 from gaze.models.gaze_input import check_gaze, hafc_mask
-from gaze.data.transforms import normalize_attention
 
 #: Window presets: the published (h, w) window shapes in px per size group (large, medium,
 #: small), the stride in px and windows kept per group, at their reference input size.

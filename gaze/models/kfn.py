@@ -15,7 +15,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gaze.models._registry import register_model
-from gaze.models.backbones import IMAGENET_MEAN, IMAGENET_STD, create_backbone, global_pool, init_head
+from gaze.models.backbones import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    create_backbone,
+    global_pool,
+    init_head,
+)
 from gaze.models.gaze_input import check_gaze, hafc_mask
 
 
@@ -129,7 +135,11 @@ class KFN(nn.Module):
                 'gat', ...}) or the released CUB-GHA one ({'model_state_dict'} with
                 ``pretrained_model.`` keys); the 'baseline' body fits too.
         """
-        from gaze.engine.importers import checkpoint_origin, convert_checkpoint, import_checkpoint
+        from gaze.engine.importers import (
+            checkpoint_origin,
+            convert_checkpoint,
+            import_checkpoint,
+        )
 
         origin = checkpoint_origin(checkpoint)
         if isinstance(checkpoint, dict):

@@ -8,9 +8,9 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from gaze.data.transforms import IMAGENET_MEAN, IMAGENET_STD, denormalize
 from gaze.models.cam import grad_cam
 from gaze.viz.plots import plot_attention_panels
-from gaze.data.transforms import IMAGENET_MEAN, IMAGENET_STD, denormalize
 
 
 def write_cam_panels(
