@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from cxr.dataset import Catalogue, CXREyeDataset, load_catalogue
 from cxr.prepare import (
     DEFAULT_RSEED,
-    PROTOCOLS,
+    SPLIT_PROTOCOLS,
     build_split_table,
     keeps_patients_apart,
     read_split_table,
@@ -55,7 +55,7 @@ def resolve_path(path: str | None) -> Path | None:
 def load_cxr_config(argv: list[str] | None = None) -> dict[str, Any]:
     """``cxr/config.py`` + override files + ``--key=value``, checked, with method defaults filled."""
     config = load_config(CXR_DIR / "config.py", sys.argv[1:] if argv is None else argv)
-    if config["protocol"] in PROTOCOLS:
+    if config["protocol"] in SPLIT_PROTOCOLS:
         raise ConfigError(f"protocol={config['protocol']!r}: the patient split is the key 'split' now "
                           f"(--split={config['protocol']}); protocol is 'ours' or 'published'")
     if config["model"] not in MODELS:

@@ -39,7 +39,7 @@ from gaze.atomic import atomic_path
 SPLITS = ("train", "val", "test")
 #: Split value of an image a run does not use (GG-CAM's ``fraction`` < 1).
 UNUSED = ""
-PROTOCOLS = ("cv", "holdout", "ggcam")
+SPLIT_PROTOCOLS = ("cv", "holdout", "ggcam")
 #: Columns every split table starts with (one row per image).
 ID_COLUMNS = ("dicom_id", "patient_id", "label")
 #: Default patient-shuffle seeds: HAFC's paper runs used ``--rseed 1`` (cxr §2.2), EGD's
@@ -347,8 +347,8 @@ def build_split_table(
         DataFrame with ``dicom_id``, ``patient_id`` (str), ``label``, [``fold``],
         ``split_0`` .. ``split_<K-1>``; ``attrs`` holds ``protocol`` and ``select_on_test``.
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown split protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if protocol not in SPLIT_PROTOCOLS:
+        raise ValueError(f"unknown split protocol {protocol!r}; choose one of {', '.join(SPLIT_PROTOCOLS)}")
     if select_on_test and protocol != "cv":
         raise ValueError(
             f"select_on_test applies to the cv protocol only; {protocol!r} has its own validation split"
