@@ -338,6 +338,17 @@ def test_resume_false_starts_over_and_keeps_the_old_run_aside(tmp_path):
     assert torch.load(archived / "ckpt_last.pt", weights_only=True)["epoch"] == 4
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_fit_trains_convolutions_in_the_configured_memory_layout(tmp_path, channels_last):
+    model = new_model()
+    fit(model, make_loaders(), make_config(end_epoch=1, write_reports=False, channels_last=channels_last), tmp_path)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert model.conv.weight.is_contiguous(memory_format=layout)
+    assert not model.conv.weight.is_contiguous() if channels_last else model.conv.weight.is_contiguous()
+    # the checkpoint loads into a model in the default layout
+    load_checkpoint(tmp_path / "ckpt_last.pt", new_model())
+
+
 def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path):
     run_fit(tmp_path / "run", end_epoch=1)
     stale = tmp_path / "run" / ".ckpt_last.pt.999999999.0.tmp"  # no such process
