@@ -43,11 +43,11 @@ from cxr.train import main as train_main
 from gaze.synthetic.cxr import make_synthetic_cxr_eye
 
 METHODS = {
-    "baseline": ["--model=baseline"],
-    "gat": ["--model=gat"],
-    "kfn": ["--model=kfn"],
-    "ggcam": ["--model=ggcam"],
-    "ggcam_equal": ["--model=ggcam", "--log_sigma_ce=0.0", "--log_sigma_gaze=0.0"],
+    "baseline": ["--model_type=baseline"],
+    "gat": ["--model_type=gat"],
+    "kfn": ["--model_type=kfn"],
+    "ggcam": ["--model_type=ggcam"],
+    "ggcam_equal": ["--model_type=ggcam", "--log_sigma_ce=0.0", "--log_sigma_gaze=0.0"],
 }
 
 

@@ -15,11 +15,12 @@
 protocol = 'ours'             # 'ours' (the corrected defaults) | 'published': the method's published protocol on top, defects included (cub/published.py; warned, run name + '_published')
 
 # --- method
-model_type = 'gat'            # 'gat' | 'kfn' | 'baseline' (published: 'gat')
+model_type = 'gat'            # a registered model (`--help` lists them; published: 'gat', 'kfn')
 backbone = 'tf_efficientnet_lite0'  # any timm name; published: 'resnet50'
 pretrain_path = 'package:efficientnet-lite0'  # ImageNet weights, a local file or package alias; published: './pretrained/resnet50-19c8e357.pth'; None = random init
-GAT_pretrained = None         # KFN: start both branches from this GAT checkpoint (ours or the released best.pth); published: False / '<gat>/best/best.pth'
-dropout = 0.5                 # on the pooled embedding (GAT, baseline: 0.5 as published; KFN uses 0)
+init_from = None              # start from this checkpoint (ours or a released best.pth) of the same model; KFN also takes a GAT one (both branches); a resumed run continues from its own checkpoint
+GAT_pretrained = None         # the published name of init_from for KFN: both branches from this GAT checkpoint; published: False / '<gat>/best/best.pth'
+dropout = None                # on the pooled embedding; None: the method's published value (GAT, baseline: 0.5; KFN: 0)
 masked_image_crop = 'shared'  # KFN: 'shared' (image and masked image share one crop and flip) | 'independent' (published: drawn apart, cub_pim §1.7)
 
 # --- data
@@ -39,15 +40,16 @@ workers = 0                   # DataLoader worker processes, 0 = in the main pro
 
 # --- optimisation (published: SGD momentum 0.9, lr 1e-3, wd 1e-4, MultiStepLR [50, 100] x0.1, 150 epochs)
 end_epoch = 10                # published: 150
-optimizer = 'sgd'             # 'sgd' | 'adam' | 'adamw'
-init_lr = 0.01                # published: 1e-3
+optimizer = None              # 'sgd' | 'adam' | 'adamw'; None: the method's recipe (GG-CAM: 'adam'), else 'sgd'
+init_lr = None                # None: the method's recipe (GG-CAM: 6e-3 EfficientNet / 5e-3 ResNet), else 0.01; published: 1e-3
 momentum = 0.9
 weight_decay = 1e-4
-lr_schedule = 'cosine'        # 'multistep' (published) | 'cosine' | 'constant'
+lr_schedule = None            # 'multistep' (published) | 'cosine' | 'constant' | 'plateau'; None: the method's recipe (GG-CAM: 'plateau'), else 'cosine'
 lr_milestones = [50, 100]     # multistep: epochs after which lr *= lr_decay_rate
 lr_decay_rate = 0.1
 warmup_epochs = 0.0           # linear warm-up, in epochs
 amp = None                    # None | 'bf16' | 'fp16' (CUDA only)
+accumulate_steps = 1          # batches per optimizer step (the gradient of the mean loss over the group: batch_size x this)
 
 # --- GAT windows (cub_pim.md §1.3-1.5): sizes in px at 448 input, scaled to input_size
 stride = 8                    # window stride (published: 8)
@@ -70,6 +72,7 @@ resume = True                 # True: continue from <run>/ckpt_last.pt when pres
 log_interval = 20             # steps between log lines when not on a terminal
 cam_images = 6                # Grad-CAM panels (image, human attention, model CAM) written for this many test images
 
-# --- evaluation (cub/evaluate.py)
+# --- evaluation
+eval_protocol = 'single'      # how validation and test images are scored: 'single' (resize + centre crop, one view; published) | 'flip' (+ its mirror, mean logits)
 checkpoint = None             # checkpoint to evaluate (ours or a released best.pth); None: <model_path>/<model_name>/ckpt_best.pt
 eval_dir = None               # where evaluate.py writes; None: <checkpoint folder>/evaluation

@@ -25,26 +25,28 @@ from cub.experiment import (
     build_model,
     data_root,
     load_cub_config,
+    needs_gaze,
+    panel_dataset,
     resolve_path,
-    write_cam_panels,
 )
 from gaze.config import ConfigError
 from gaze.engine.dist import resolve_device
-from gaze.engine.fit import evaluate
+from gaze.engine.evaluate import evaluate
 from gaze.engine.importers import import_checkpoint, load_model_checkpoint
+from gaze.engine.logging import report_logger
+from gaze.models import model_class
+from gaze.viz.panels import write_cam_panels
 from gaze.viz.reports import write_reports
-
-#: Keys that define the network; an evaluated checkpoint's values replace the config's.
-MODEL_KEYS = ("model_type", "backbone", "num_classes", "input_size", "dropout", "stride", "ratios",
-              "N_list", "iou_threshs", "window_side")
 
 
 def load_evaluated_model(config: dict[str, Any], checkpoint_path: Path) -> tuple[nn.Module, dict[str, Any]]:
-    """The checkpoint's model with its weights; the config updated with its model keys."""
+    """The checkpoint's model with its weights; the config updated with the keys that define
+    the network (those its class reads, ``config_keys_read``) as the checkpoint saved them."""
     checkpoint = import_checkpoint(checkpoint_path)
     saved = checkpoint.get("config") or {}
-    config = {**config, **{k: saved[k] for k in MODEL_KEYS if k in saved}}
-    config.update(model_type=checkpoint["model_name"], pretrain_path=None, GAT_pretrained=None)
+    keys = model_class(checkpoint["model_name"]).config_keys_read()
+    config = {**config, **{k: saved[k] for k in keys if k in saved}}
+    config.update(model_type=checkpoint["model_name"], pretrain_path=None, GAT_pretrained=None, init_from=None)
     model = build_model(config)
     load_model_checkpoint(model, checkpoint)
     return model, config
@@ -54,22 +56,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_cub_config(argv)
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+        report_logger().error("error: %s", error)
         return 2
     checkpoint_path = resolve_path(config["checkpoint"] or str(Path(config["model_path"]) / config["model_name"] / "ckpt_best.pt"))
     model, config = load_evaluated_model(config, checkpoint_path)
     device = resolve_device(config["device"])
     model.to(device).eval()
-    test_set = build_dataset(config, data_root(config), "test", with_gaze=config["model_type"] == "kfn")
+    test_set = build_dataset(config, data_root(config), "test", with_gaze=needs_gaze(config, "test"))
     loader = DataLoader(test_set, batch_size=config["batch_size"], num_workers=config["workers"])
-    results = evaluate(model, loader, device)
+    results = evaluate(model, loader, device, protocol=config["eval_protocol"])
     out_dir = resolve_path(config["eval_dir"]) if config["eval_dir"] else checkpoint_path.parent / "evaluation"
     report = write_reports(results, out_dir, test_set.class_names)
-    write_cam_panels(model, config, out_dir / "cam", config["cam_images"])
-    print(
+    write_cam_panels(model, panel_dataset(config), config["cam_images"], out_dir / "cam")
+    report_logger().info(
         f"{checkpoint_path}: {config['model_type']} on {results['num_samples']} test images: "
         f"top-1 {report['top1']:.2f}%, top-5 {report['top5']:.2f}% "
-        f"(resize + centre crop {config['input_size']} px, one view) -> {out_dir}"
+        f"(resize + centre crop {config['input_size']} px, protocol {results['protocol']!r}) -> {out_dir}"
     )
     return 0
 

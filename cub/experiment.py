@@ -11,7 +11,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from torch import nn
 from torch.utils.data import DataLoader
 
 from cub.dataset import CUBDataset
@@ -19,23 +18,26 @@ from cub.published import PUBLISHED
 from gaze.config import (
     ConfigError,
     apply_protocol,
+    apply_recipe,
     check_numbers,
     load_config,
+    registry_choices,
     weights_path,
 )
 from gaze.config import resolve_path as shared_resolve_path
 from gaze.data.transforms import build_transforms
 from gaze.engine.dist import seed_everything
-from gaze.models import create_model, model_class
+from gaze.models import model_class
+from gaze.models.base import GazeModel
 from gaze.synthetic.cub import ensure_synthetic_cub
 from gaze.synthetic.marker import MARKER_NAME
-from gaze.viz.panels import first_batch
-from gaze.viz.panels import write_cam_panels as shared_cam_panels
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CUB_DIR = REPO_ROOT / "cub"
-MODEL_TYPES = ("gat", "kfn", "baseline")
 MASKED_IMAGE_CROPS = ("shared", "independent")
+#: The CUB demo's training where a method states no recipe of its own (``training_recipe``):
+#: SGD 0.01 with a cosine schedule (the published 1e-3 MultiStepLR is cub/configs/*_r50.py).
+CUB_RECIPE = {"optimizer": "sgd", "init_lr": 0.01, "lr_schedule": "cosine"}
 
 
 def resolve_path(path: str | None) -> Path | None:
@@ -45,10 +47,10 @@ def resolve_path(path: str | None) -> Path | None:
 
 def load_cub_config(argv: list[str] | None = None) -> dict[str, Any]:
     """``cub/config.py`` + override files + ``--key=value`` from ``argv``; values checked."""
-    config = load_config(CUB_DIR / "config.py", sys.argv[1:] if argv is None else argv)
-    if config["model_type"] not in MODEL_TYPES:
-        raise ConfigError(f"model_type={config['model_type']!r}: expected one of {', '.join(MODEL_TYPES)}")
+    config = load_config(CUB_DIR / "config.py", sys.argv[1:] if argv is None else argv,
+                         choices=registry_choices())
     config = apply_protocol(config, PUBLISHED, config["model_type"], "model_name")
+    config = apply_recipe(config, CUB_RECIPE, model_class(config["model_type"]).training_recipe(config))
     check_numbers(config, positive=("input_size", "batch_size", "end_epoch", "num_classes", "stride", "init_lr",
                                     "log_interval", "N_list"),
                   non_negative=("workers", "cam_images", "weight_decay", "warmup_epochs"))
@@ -120,8 +122,8 @@ def build_dataset(config: dict[str, Any], root: Path, split: str, with_gaze: boo
 
 
 def needs_gaze(config: dict[str, Any], split: str) -> bool:
-    """GAT reads attention only while training (windows); KFN always; the baseline never."""
-    return config["model_type"] == "kfn" or (config["model_type"] == "gat" and split == "train")
+    """Whether the configured method reads the attention maps in ``split`` (its class says)."""
+    return model_class(config["model_type"]).needs_gaze(split, config)
 
 
 def split_sources(config: dict[str, Any]) -> dict[str, str | None]:
@@ -162,34 +164,29 @@ def build_loaders(config: dict[str, Any]) -> dict[str, DataLoader | None]:
     return loaders
 
 
-def build_model(config: dict[str, Any]) -> nn.Module:
-    """The configured model (see ``gaze.models``) with the published knobs mapped to kwargs.
+def init_checkpoint(config: dict[str, Any]) -> Path | None:
+    """The checkpoint the model starts from: ``init_from``, or its published alias ``GAT_pretrained``."""
+    chosen = {key: config[key] for key in ("init_from", "GAT_pretrained") if config[key]}
+    if len(set(chosen.values())) > 1:
+        raise ConfigError(f"init_from={config['init_from']!r} and GAT_pretrained={config['GAT_pretrained']!r}: "
+                          "set one (GAT_pretrained is the published name of init_from)")
+    return resolve_path(next(iter(chosen.values()))) if chosen else None
+
+
+def build_model(config: dict[str, Any]) -> GazeModel:
+    """The configured model: its class maps the config keys (``from_config``), then
+    :func:`init_checkpoint` initialises it (``init_from``; KFN: both branches from a GAT).
 
     Everything random (head initialisation) is drawn after seeding with ``seed``, so two
     fresh runs of the same config start from the same weights.
     """
     seed_everything(int(config["seed"]))
-    kwargs: dict[str, Any] = dict(
-        num_classes=config["num_classes"],
-        backbone=config["backbone"],
-        input_size=config["input_size"],
-        pretrained_path=weights_path(config["pretrain_path"], REPO_ROOT),
-    )
-    if config["model_type"] in ("gat", "baseline"):
-        kwargs["dropout"] = config["dropout"]
-    if config["model_type"] == "gat":
-        kwargs.update(
-            n_list=tuple(config["N_list"]),
-            iou_threshold=config["iou_threshs"][0],
-            ratios=config["ratios"],
-            stride=config["stride"],
-            window_size=config["window_side"],
-            window_loss_from_epoch=config["window_loss_from_epoch"],
-            window_crop=config["window_crop"],
-        )
-    if config["model_type"] == "kfn" and config["GAT_pretrained"]:
-        kwargs["gat_checkpoint"] = str(resolve_path(config["GAT_pretrained"]))
-    return create_model(config["model_type"], **kwargs)
+    model = model_class(config["model_type"]).from_config(
+        config, pretrained_path=weights_path(config["pretrain_path"], REPO_ROOT))
+    checkpoint = init_checkpoint(config)
+    if checkpoint is not None:
+        model.init_from(checkpoint)
+    return model
 
 
 def run_dir(config: dict[str, Any]) -> Path:
@@ -197,11 +194,6 @@ def run_dir(config: dict[str, Any]) -> Path:
     return resolve_path(config["model_path"]) / config["model_name"]
 
 
-def write_cam_panels(model: nn.Module, config: dict[str, Any], out_dir: Path, count: int) -> list[Path]:
-    """Grad-CAM of the predicted class beside the human attention for the first test images."""
-    if count <= 0:
-        return []
-    dataset = build_dataset(config, data_root(config), "test", with_gaze=True)
-    return shared_cam_panels(model, first_batch(dataset, count), dataset.class_names, out_dir,
-                             pass_gaze=config["model_type"] == "kfn",
-                             layers={f"Grad-CAM ({config['model_type']})": None})
+def panel_dataset(config: dict[str, Any]) -> CUBDataset:
+    """The test split with its attention maps, for the Grad-CAM panels (``gaze.viz.panels``)."""
+    return build_dataset(config, data_root(config), "test", with_gaze=True)

@@ -1,4 +1,4 @@
-"""Train GAT, KFN or the baseline on CUB-200-2011 with CUB-GHA human attention.
+"""Train any registered model (GAT, KFN, GG-CAM, the baseline, ...) on CUB-200-2011 with CUB-GHA human attention.
 
     python cub/train.py                                   # the synthetic CPU demo (defaults)
     python cub/train.py --model_type=kfn --batch_size=8
@@ -21,12 +21,14 @@ from cub.experiment import (
     build_loaders,
     build_model,
     load_cub_config,
+    panel_dataset,
     run_dir,
-    write_cam_panels,
 )
 from gaze.config import ConfigError
 from gaze.engine.dist import is_main_process
 from gaze.engine.fit import fit
+from gaze.engine.logging import report_logger
+from gaze.viz.panels import write_cam_panels
 
 
 def selection(config: dict, summary: dict) -> str:
@@ -41,18 +43,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_cub_config(argv)
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+        report_logger().error("error: %s", error)
         return 2
     loaders = build_loaders(config)
     model = build_model(config)
     out_dir = run_dir(config)
     summary = fit(model, loaders, config, out_dir)
     if is_main_process():
-        write_cam_panels(model, config, out_dir / "cam", count=config["cam_images"])
+        write_cam_panels(model, panel_dataset(config), config["cam_images"], out_dir / "cam")
         test = summary["test"]
-        print(
+        report_logger().info(
             f"{config['model_type']} ({config['backbone']}, {config['input_size']} px): {selection(config, summary)}; "
-            f"test top-1 {test['top1']:.2f}%, top-5 {test['top5']:.2f}% on {test['num_samples']} images -> {out_dir}"
+            f"test top-1 {test['top1']:.2f}%, top-5 {test['top5']:.2f}% on {test['num_samples']} images "
+            f"(protocol {summary['eval_protocol']!r}) -> {out_dir}"
         )
     return 0
 

@@ -229,7 +229,7 @@ class CXREyeDataset(Dataset):
         draft_size: (W, H) the JPEG decoder may scale down to (see ``load_rgb_image``).
     """
 
-    classes = list(CLASS_NAMES)
+    class_names = list(CLASS_NAMES)
 
     def __init__(
         self,
@@ -251,6 +251,10 @@ class CXREyeDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    def with_attention(self) -> CXREyeDataset:
+        """The same images and transform, the gaze map included (the Grad-CAM panels show it)."""
+        return CXREyeDataset(self.catalogue, self.rows, self.transform, True, self.draft_size)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.frame.iloc[index]

@@ -1,7 +1,7 @@
 """Evaluate the fold checkpoints of a CXR-Eye run (ours or HAFC's ``<k>_fold/best.pth``) on their test folds.
 
-    python cxr/evaluate.py --model=gat                                   # this config's run
-    python cxr/evaluate.py --model=kfn --checkpoint_dir=checkpoint/kfn_crossv-True_rseed1 \\
+    python cxr/evaluate.py --model_type=gat                                   # this config's run
+    python cxr/evaluate.py --model_type=kfn --checkpoint_dir=checkpoint/kfn_crossv-True_rseed1 \\
         --mimic_root=/data/mimic-cxr-jpg --egd_dir=/data/egd-cxr/1.0.0 --input_size=224 \\
         --backbone=efficientnet_b0 --gcam_viz=True                       # the released HAFC folds
 
@@ -32,17 +32,18 @@ from cxr.experiment import (
     run_names,
     split_table,
 )
-from cxr.prepare import read_split_table
 from cxr.reports import (
     fold_row,
     write_classification_results,
     write_cv_summary,
-    write_gcam_panels,
 )
 from gaze.config import ConfigError
+from gaze.data.patient_splits import read_split_table
 from gaze.engine.dist import resolve_device
-from gaze.engine.fit import evaluate
+from gaze.engine.evaluate import evaluate
 from gaze.engine.importers import load_model_checkpoint
+from gaze.engine.logging import report_logger
+from gaze.viz.panels import write_cam_panels
 from gaze.viz.reports import write_reports
 
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_cxr_config(argv)
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+        report_logger().error("error: %s", error)
         return 2
     checkpoint_dir = resolve_path(config["checkpoint_dir"]) if config["checkpoint_dir"] else run_dir(config)
     out_dir = resolve_path(config["eval_dir"]) if config["eval_dir"] else checkpoint_dir / "evaluation"
@@ -61,24 +62,24 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(config["device"])
     rows = []
     for k, name in run_names(config, table):
-        model = build_model({**config, "pretrained_dir": None, "pretrain_path": None}, k)
+        model = build_model({**config, "pretrained_dir": None, "init_from": None, "pretrain_path": None}, k)
         checkpoint = fold_checkpoint(checkpoint_dir, k, name)
         load_model_checkpoint(model, checkpoint)
         model.to(device).eval()
         test_rows = table.index[table[f"split_{k}"] == "test"].to_numpy()
         dataset = build_dataset(config, catalogue, test_rows, "test", needs_gaze(config, "test"))
-        results = evaluate(model, DataLoader(dataset, batch_size=config["batch_size"],
-                                             num_workers=config["workers"]), device)
+        results = evaluate(model, DataLoader(dataset, batch_size=config["batch_size"], num_workers=config["workers"]),
+                           device, protocol=config["eval_protocol"])
         fold_dir = out_dir / name
-        report = write_reports(results, fold_dir, dataset.classes)
+        report = write_reports(results, fold_dir, dataset.class_names)
         write_classification_results(fold_dir)
         if config["gcam_viz"]:
-            write_gcam_panels(model, config, dataset, fold_dir / "viz_plots", config["cam_images"])
-        print(f"{checkpoint}: {name} accuracy {report['top1']:.2f}% on {report['num_samples']} test images",
-              flush=True)
+            write_cam_panels(model, dataset.with_attention(), config["cam_images"], fold_dir / "viz_plots")
+        report_logger().info(f"{checkpoint}: {name} accuracy {report['top1']:.2f}% on {report['num_samples']} test images "
+                             f"(protocol {results['protocol']!r})")
         rows.append(fold_row(k, None, report))
     out_dir.mkdir(parents=True, exist_ok=True)
-    print(write_cv_summary(rows, config, out_dir), flush=True)
+    report_logger().info(write_cv_summary(rows, config, out_dir))
     return 0
 
 

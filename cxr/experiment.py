@@ -12,11 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from torch import nn
 from torch.utils.data import DataLoader
 
 from cxr.dataset import Catalogue, CXREyeDataset, load_catalogue
-from cxr.prepare import (
+from cxr.published import PUBLISHED
+from gaze.config import (
+    PUBLISHED_SUFFIX,
+    ConfigError,
+    apply_protocol,
+    apply_recipe,
+    check_numbers,
+    load_config,
+    registry_choices,
+    weights_path,
+)
+from gaze.config import resolve_path as shared_resolve_path
+from gaze.data.patient_splits import (
     DEFAULT_RSEED,
     SPLIT_PROTOCOLS,
     build_split_table,
@@ -24,25 +35,18 @@ from cxr.prepare import (
     read_split_table,
     write_split_table,
 )
-from cxr.published import PUBLISHED
-from gaze.config import (
-    PUBLISHED_SUFFIX,
-    ConfigError,
-    apply_protocol,
-    check_numbers,
-    load_config,
-    weights_path,
-)
-from gaze.config import resolve_path as shared_resolve_path
 from gaze.data.transforms import GGCAMTransform, build_resize_transforms
 from gaze.engine.dist import is_main_process, seed_everything
-from gaze.models import create_model
+from gaze.engine.logging import report_logger
+from gaze.models import model_class
+from gaze.models.base import GazeModel
 from gaze.synthetic.cxr import ensure_synthetic_cxr_eye
 from gaze.synthetic.marker import MARKER_NAME
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CXR_DIR = REPO_ROOT / "cxr"
-MODELS = ("gat", "kfn", "ggcam", "baseline")
+#: Keys renamed since earlier releases (an old override file gets an error saying so).
+RENAMED_KEYS = {"model": "model_type"}
 
 SPLITS_CSV = "splits.csv"
 
@@ -54,53 +58,48 @@ def resolve_path(path: str | None) -> Path | None:
 
 def load_cxr_config(argv: list[str] | None = None) -> dict[str, Any]:
     """``cxr/config.py`` + override files + ``--key=value``, checked, with method defaults filled."""
-    config = load_config(CXR_DIR / "config.py", sys.argv[1:] if argv is None else argv)
+    config = load_config(CXR_DIR / "config.py", sys.argv[1:] if argv is None else argv,
+                         choices={**registry_choices(), "preprocessing": list(PREPROCESSING)},
+                         renamed=RENAMED_KEYS)
     if config["protocol"] in SPLIT_PROTOCOLS:
         raise ConfigError(f"protocol={config['protocol']!r}: the patient split is the key 'split' now "
                           f"(--split={config['protocol']}); protocol is 'ours' or 'published'")
-    if config["model"] not in MODELS:
-        raise ConfigError(f"model={config['model']!r}: expected one of {', '.join(MODELS)}")
-    config = apply_protocol(config, PUBLISHED, config["model"], "model_name")
+    config = apply_protocol(config, PUBLISHED, config["model_type"], "model_name")
     check_numbers(config, positive=("input_size", "input_hw", "batch_size", "end_epoch", "folds", "log_interval",
                                     "init_lr", "ggcam_fraction"),
                   non_negative=("workers", "cam_images", "weight_decay", "warmup_epochs", "val_fraction"))
-    if config["preprocessing"] not in PREPROCESSING:
-        raise ConfigError(f"preprocessing={config['preprocessing']!r}: expected one of {', '.join(PREPROCESSING)}")
-    if config["preprocessing"] == "ggcam" and config["gaze_source"] != "fixations":
-        raise ConfigError("preprocessing='ggcam' renders the gaze from fixations.csv: set gaze_source='fixations'")
+    if config["preprocessing"] == "pad_subsample" and config["gaze_source"] != "fixations":
+        raise ConfigError("preprocessing='pad_subsample' renders the gaze from fixations.csv: set gaze_source='fixations'")
     return method_defaults(config)
 
 
-def method_defaults(config: dict[str, Any]) -> dict[str, Any]:
-    """Fill the keys left at None (or 'default') with the method's published value, and the engine's selection keys.
+#: HAFC's training of GAT/KFN/the baseline (cxr §2.5-2.6), the default of every method whose
+#: class states no recipe of its own: Adam 5e-4, MultiStepLR [50] x0.1, best accuracy.
+HAFC_RECIPE = {"pretrain_path": "default", "init_lr": 5e-4, "lr_schedule": "multistep", "early_stop_patience": None,
+               "select_metric": "top1", "val_loss": "ce", "reload_best_on_lr_drop": False, "stop_lr": None}
 
-    HAFC GAT/KFN/baseline (cxr §2.5-2.6): Adam 5e-4, MultiStepLR [50] x0.1, best accuracy.
-    GG-CAM (cxr §3.5): Adam 6e-3 (EfficientNet) / 5e-3 (ResNet), ReduceLROnPlateau on the
-    validation loss (the whole weighted sum) with patience 40 and a reload of the best
-    weights on every drop, stop after 83 epochs without improvement or below lr 1e-8.
+
+def method_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """Fill the keys left at None (or 'default') from the method's training recipe, and set
+    the engine's selection keys from it.
+
+    The recipe is HAFC's (:data:`HAFC_RECIPE`) overlaid with what the model class states
+    (``training_recipe``, e.g. GG-CAM's, cxr §3.5; see ``gaze.config.apply_recipe``).
+    ``pretrain_path='default'`` left by the recipe means the package's ImageNet weights for
+    tf_efficientnet_lite0, else from scratch.
+    ``gaze_sampling=None``: 'point' with ``preprocessing='pad_subsample'`` (published), else 'area'.
     """
-    config = dict(config)
-    ggcam = config["model"] == "ggcam"
+    config = apply_recipe(config, HAFC_RECIPE, model_class(config["model_type"]).training_recipe(config))
     if config["pretrain_path"] == "default":
-        lite0 = config["backbone"] == "tf_efficientnet_lite0" and not ggcam
+        lite0 = config["backbone"] == "tf_efficientnet_lite0"
         config["pretrain_path"] = "package:efficientnet-lite0" if lite0 else None
+    if config["gaze_sampling"] is None:
+        config["gaze_sampling"] = "point" if config["preprocessing"] == "pad_subsample" else "area"
     if config["rseed"] is None:
         config["rseed"] = DEFAULT_RSEED.get(config["split"], 0)
-    if config["init_lr"] is None:
-        config["init_lr"] = (5e-3 if "resnet" in config["backbone"] else 6e-3) if ggcam else 5e-4
-    if config["lr_schedule"] is None:
-        config["lr_schedule"] = "plateau" if ggcam else "multistep"
-    if config["early_stop_patience"] is None and ggcam:
-        config["early_stop_patience"] = 83
-    config.update(
-        select_metric="loss" if ggcam else "top1",
-        val_loss="model" if ggcam and config["ggcam_use_gaze"] else "ce",
-        reload_best_on_lr_drop=ggcam,
-        stop_lr=1e-8 if ggcam else None,
-    )
     if config["model_name"] is None:
         suffix = PUBLISHED_SUFFIX if config["protocol"] == "published" else ""
-        config["model_name"] = f"{config['model']}_{config['split']}_rseed{config['rseed']}{suffix}"
+        config["model_name"] = f"{config['model_type']}_{config['split']}_rseed{config['rseed']}{suffix}"
     return config
 
 
@@ -111,8 +110,8 @@ def ensure_data(config: dict[str, Any]) -> None:
     if demo_root.name.startswith("synthetic") and not (demo_root / MARKER_NAME).is_file():
         ensure_synthetic_cxr_eye(demo_root)
     elif demo_root.name.startswith("synthetic"):
-        print(f"Using the SYNTHETIC CXR-Eye miniature at {demo_root} (not real radiographs; gaze is simulated).",
-              flush=True)
+        report_logger().info(f"Using the SYNTHETIC CXR-Eye miniature at {demo_root} (not real radiographs; "
+                             "gaze is simulated).")
 
 
 def build_catalogue(config: dict[str, Any]) -> Catalogue:
@@ -122,12 +121,12 @@ def build_catalogue(config: dict[str, Any]) -> Catalogue:
         resolve_path(config["mimic_root"]), resolve_path(config["egd_dir"]), config["gaze_source"],
         resolve_path(config["heatmaps_dir"]), config["heatmap_png_mode"], config["gaze_sigma"],
         config["gaze_duration_weighted"], config["gaze_calibrate"], resolve_path(config["gaze_cache_dir"]))
-    print(catalogue.report, flush=True)
+    report_logger().info(catalogue.report)
     return catalogue
 
 
 def split_table(config: dict[str, Any], catalogue: Catalogue) -> pd.DataFrame:
-    """The patient-disjoint split table of the config's protocol (cxr/prepare.py)."""
+    """The patient-disjoint split table of the config's protocol (``gaze.data.patient_splits``)."""
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         table = build_split_table(
@@ -155,7 +154,7 @@ def saved_split_table(config: dict[str, Any], catalogue: Catalogue, out_dir: Pat
 
 
 def patient_disjoint(config: dict[str, Any]) -> bool:
-    """Whether the config's splits keep each patient in one part (see ``cxr.prepare.keeps_patients_apart``)."""
+    """Whether the config's splits keep each patient in one part (see ``gaze.data.patient_splits.keeps_patients_apart``)."""
     return keeps_patients_apart(config["split"], config["ggcam_patient_disjoint"])
 
 
@@ -176,15 +175,8 @@ def run_name(config: dict[str, Any], k: int) -> str:
 
 
 def needs_gaze(config: dict[str, Any], split: str) -> bool:
-    """GAT reads gaze while training; KFN always; GG-CAM in training and validation (its loss)."""
-    model = config["model"]
-    if model == "kfn":
-        return True
-    if model == "gat":
-        return split == "train"
-    if model == "ggcam":
-        return config["ggcam_use_gaze"] and split in ("train", "val")
-    return False
+    """Whether the configured method reads the gaze in ``split`` (its class says)."""
+    return model_class(config["model_type"]).needs_gaze(split, config)
 
 
 def input_hw(config: dict[str, Any]) -> tuple[int, int]:
@@ -197,14 +189,14 @@ def input_hw(config: dict[str, Any]) -> tuple[int, int]:
 
 PREPROCESSING = {
     "resize": "squash-resize to the input size, ImageNet normalisation, the cached gaze map resized (HAFC's recipe)",
-    "ggcam": "GG-CAM's: film zero-padded and every 2nd pixel, max-normalised; gaze blurred as Blur500 (cxr §3.1)",
+    "pad_subsample": "GG-CAM's: film zero-padded and every 2nd pixel, max-normalised; gaze blurred as Blur500 (cxr §3.1)",
 }
 
 
 def build_dataset(config: dict[str, Any], catalogue: Catalogue, rows, split: str, with_gaze: bool) -> CXREyeDataset:
     """A subset of the catalogue with the configured ``preprocessing`` (augmentation on train for 'resize')."""
     height, width = input_hw(config)
-    if config["preprocessing"] == "ggcam":
+    if config["preprocessing"] == "pad_subsample":
         transform = GGCAMTransform((height, width), sigma=config["gaze_sigma"],
                                    weighted=config["gaze_duration_weighted"])
         return CXREyeDataset(catalogue, rows, transform, with_gaze)  # full decode: every 2nd stored pixel
@@ -245,31 +237,34 @@ def fold_checkpoint(checkpoint_dir: Path, k: int, name: str) -> Path:
         "best.pth); train with the same protocol and rseed first")
 
 
-def build_model(config: dict[str, Any], k: int = 0) -> nn.Module:
-    """The configured model for run ``k`` (KFN: initialised from fold k's GAT when ``pretrained_dir``).
+def build_model(config: dict[str, Any], k: int = 0) -> GazeModel:
+    """The configured model for run ``k``: its class maps the config keys (``from_config``),
+    then :func:`init_checkpoint` initialises it (``init_from``; KFN: both branches from a GAT).
 
     Seeded with ``seed + k`` first: a fold starts from the same weights in a fresh run and
     in a resumed one, whichever folds ran before it.
     """
     seed_everything(int(config["seed"]) + k)
-    name = config["model"]
-    common = dict(num_classes=3, backbone=config["backbone"], input_size=input_hw(config),
-                  pretrained_path=weights_path(config["pretrain_path"], REPO_ROOT))
-    if name == "ggcam":
-        return create_model(name, **common, use_gaze=config["ggcam_use_gaze"], cam_target=config["cam_target"],
-                            log_sigma_ce=config["log_sigma_ce"], log_sigma_gaze=config["log_sigma_gaze"],
-                            gaze_sampling="point" if config["preprocessing"] == "ggcam" else "area")
-    common.update(encoder_only=config["encoder_only"], dropout=config["dropout"],
-                  drop_path_rate=config["drop_path_rate"], head_init=config["head_init"])
-    common["input_size"] = min(input_hw(config))
-    if name == "gat":
-        return create_model(name, **common, window_preset="cxr", gaze_threshold=config["gaze_threshold"],
-                            window_loss_from_epoch=config["window_loss_from_epoch"], window_crop=config["window_crop"])
-    if name == "kfn":
-        gat = config["pretrained_dir"] and str(
-            fold_checkpoint(resolve_path(config["pretrained_dir"]), k, run_name(config, k)))
-        return create_model(name, **common, gaze_threshold=config["gaze_threshold"], gat_checkpoint=gat or None)
-    return create_model(name, **common)
+    model = model_class(config["model_type"]).from_config(
+        config, num_classes=3, input_size=input_hw(config),
+        pretrained_path=weights_path(config["pretrain_path"], REPO_ROOT))
+    checkpoint = init_checkpoint(config, k)
+    if checkpoint is not None:
+        model.init_from(checkpoint)
+    return model
+
+
+def init_checkpoint(config: dict[str, Any], k: int) -> Path | None:
+    """The checkpoint run ``k`` starts from: ``init_from`` (one for every fold), or fold k's of
+    ``pretrained_dir`` (HAFC's name: KFN from each fold's GAT, see :func:`fold_checkpoint`)."""
+    if config["init_from"] and config["pretrained_dir"]:
+        raise ConfigError(f"init_from={config['init_from']!r} and pretrained_dir={config['pretrained_dir']!r}: set one "
+                          "(init_from: one checkpoint for every fold; pretrained_dir: a run with one per fold)")
+    if config["init_from"]:
+        return resolve_path(config["init_from"])
+    if config["pretrained_dir"]:
+        return fold_checkpoint(resolve_path(config["pretrained_dir"]), k, run_name(config, k))
+    return None
 
 
 def run_dir(config: dict[str, Any]) -> Path:

@@ -31,6 +31,6 @@ PUBLISHED: dict[str, dict[str, tuple[object, str]]] = {
                                           "test (cxr §3.1)"),
         "cam_target": ("class0", "the Normal-class CAM is matched to the gaze for every label: "
                                  "int(sigmoid(y * e^lg_k)) is 0 for y in {0, 1, 2} (cxr §3.4)"),
-        "preprocessing": ("ggcam", "padded film, every 2nd pixel / max, Blur500 gaze point-sampled (cxr §3.1)"),
+        "preprocessing": ("pad_subsample", "padded film, every 2nd pixel / max, Blur500 gaze point-sampled (cxr §3.1)"),
     },
 }

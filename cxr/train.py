@@ -1,8 +1,8 @@
-"""Train GAT, KFN, GG-CAM or a baseline on CXR-Eye with patient-level cross-validation.
+"""Train any registered model (GAT, KFN, GG-CAM, the baseline, ...) on CXR-Eye with patient-level cross-validation.
 
     python cxr/train.py                                    # the synthetic CPU demo: GAT, 5 folds
-    python cxr/train.py --model=kfn --pretrained_dir=runs/cxr/gat_cv_rseed1   # KFN from the GAT folds
-    python cxr/train.py --model=ggcam --backbone=resnet50  # GG-CAM (ResNet-50, from scratch)
+    python cxr/train.py --model_type=kfn --pretrained_dir=runs/cxr/gat_cv_rseed1   # KFN from the GAT folds
+    python cxr/train.py --model_type=ggcam --backbone=resnet50  # GG-CAM (ResNet-50, from scratch)
     python cxr/train.py cxr/configs/hafc_gat.py --mimic_root=/data/mimic-cxr-jpg --egd_dir=/data/egd-cxr/1.0.0
 
 Loads cxr/config.py, then override files, then --key=value. Joins master sheet, images and
@@ -31,17 +31,19 @@ from cxr.experiment import (
     run_names,
     saved_split_table,
 )
-from cxr.reports import write_cv_summary, write_fold_artefacts, write_gcam_panels
+from cxr.reports import write_cv_summary, write_fold_artefacts
 from gaze.config import ConfigError
 from gaze.engine.dist import barrier, distributed_session, is_main_process
 from gaze.engine.fit import fit
+from gaze.engine.logging import report_logger
+from gaze.viz.panels import write_cam_panels
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         config = load_cxr_config(argv)
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+        report_logger().error("error: %s", error)
         return 2
     with distributed_session(config["device"], config["dist_timeout_minutes"]):  # one process group for every fold
         return train_folds(config)
@@ -57,7 +59,7 @@ def train_folds(config: dict) -> int:
     fold_results = []
     for k, name in run_names(config, table):
         if is_main_process():
-            print(f"--- {config['model']} {name} ({config['split']}, rseed {config['rseed']})", flush=True)
+            report_logger().info(f"--- {config['model_type']} {name} ({config['split']}, rseed {config['rseed']})")
         loaders = build_loaders(config, catalogue, table, k)
         model = build_model(config, k)
         fold_dir = out_dir / name
@@ -65,9 +67,9 @@ def train_folds(config: dict) -> int:
         if is_main_process():
             fold_results.append(write_fold_artefacts(model, config, fold_dir, k, summary))
             if config["gcam_viz"]:
-                write_gcam_panels(model, config, loaders["test"].dataset, fold_dir / "viz_plots", config["cam_images"])
+                write_cam_panels(model, loaders["test"].dataset.with_attention(), config["cam_images"], fold_dir / "viz_plots")
     if is_main_process():
-        print(write_cv_summary(fold_results, config, out_dir), flush=True)
+        report_logger().info(write_cv_summary(fold_results, config, out_dir))
     return 0
 
 

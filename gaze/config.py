@@ -31,7 +31,7 @@ import sys
 import tokenize
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from gaze.atomic import atomic_path
 
@@ -45,13 +45,18 @@ class ConfigError(ValueError):
     """A config file or override that cannot be applied; the message names key, file, value."""
 
 
-def load_config(defaults_path: str | os.PathLike, argv: Sequence[str] | None = None) -> dict:
+def load_config(defaults_path: str | os.PathLike, argv: Sequence[str] | None = None,
+                choices: Mapping[str, Sequence[Any]] | None = None,
+                renamed: Mapping[str, str] | None = None) -> dict:
     """Defaults file, then override files, then ``--key=value`` -> a plain dict.
 
     Args:
         defaults_path: the defaults file (plain commented assignments).
         argv: command-line arguments (``sys.argv[1:]`` when None): ``*.py`` override files
             and ``--key=value`` items; ``--help``/``-h`` prints :func:`config_help` and exits.
+        choices: key -> its valid values (e.g. the registered models), checked after all
+            overrides and listed by ``--help``.
+        renamed: former key -> its current name; setting a former key is an error saying so.
 
     Returns:
         dict of key -> value, plus ``config_files``: the files read, as strings.
@@ -62,23 +67,27 @@ def load_config(defaults_path: str | os.PathLike, argv: Sequence[str] | None = N
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     defaults_path = Path(defaults_path)
+    choices, renamed = dict(choices or {}), dict(renamed or {})
     if "--help" in argv or "-h" in argv:
-        print(config_help(defaults_path))
+        print(config_help(defaults_path, choices))
         raise SystemExit(0)
     config = _public_values(_exec_file(defaults_path, {}))
     files = [str(defaults_path)]
     for item in argv:
         if item.startswith("--"):
             key, value, raw = _parse_argument(item)
-            _set_value(config, key, value, source="command line", raw=raw)
+            _set_value(config, key, value, source="command line", raw=raw, renamed=renamed)
         elif item.endswith(".py"):
             path = _find_override(item, defaults_path.parent)
-            _apply_override_file(config, path)
+            _apply_override_file(config, path, renamed)
             files.append(str(path))
         else:
             raise ConfigError(
                 f"argument {item!r}: expected an override file ending in .py or --key=value"
             )
+    for key, valid in choices.items():
+        if config[key] not in valid:
+            raise ConfigError(f"{key}={config[key]!r}: expected one of {', '.join(map(str, valid))}")
     config[FILES_KEY] = files
     return config
 
@@ -130,12 +139,12 @@ def _find_override(item: str, defaults_folder: Path) -> Path:
     )
 
 
-def _apply_override_file(config: dict, path: Path) -> None:
+def _apply_override_file(config: dict, path: Path, renamed: Mapping[str, str]) -> None:
     """Execute ``path`` with the current values visible, then apply what it changed."""
     namespace = _exec_file(path, config)
     for key, value in _public_values(namespace).items():
         if key not in config or value is not config[key]:
-            _set_value(config, key, value, source=str(path))
+            _set_value(config, key, value, source=str(path), renamed=renamed)
 
 
 def _parse_argument(item: str) -> tuple[str, Any, str]:
@@ -150,11 +159,15 @@ def _parse_argument(item: str) -> tuple[str, Any, str]:
     return key.replace("-", "_"), value, raw
 
 
-def _set_value(config: dict, key: str, value: Any, source: str, raw: str | None = None) -> None:
+def _set_value(config: dict, key: str, value: Any, source: str, raw: str | None = None,
+               renamed: Mapping[str, str] | None = None) -> None:
     """Type-check ``value`` against the default of ``key`` and store it.
 
     ``raw`` is the command-line text: a str key keeps it even when it parses as a literal.
     """
+    if renamed and key in renamed and key not in config:
+        raise ConfigError(f"{source}: config key {key!r} is now {renamed[key]!r} "
+                          f"(e.g. --{renamed[key]}={value!r})")
     if key not in config or key == FILES_KEY:
         hint = "" if raw is not None else " (helper names in config files start with _)"
         raise ConfigError(f"{source}: unknown config key {key!r}{_suggestion(key, config)}{hint}")
@@ -187,7 +200,8 @@ def _suggestion(key: str, config: dict) -> str:
 
 
 def check_numbers(config: dict, positive: Sequence[str] = (), non_negative: Sequence[str] = ()) -> None:
-    """Raise ConfigError naming the key when a count or size is not > 0 (``positive``) or >= 0.
+    """Raise ConfigError naming the key when a count or size is not a number > 0 (``positive``)
+    or >= 0 (a key whose default is None accepts any type, so this also checks the type).
 
     Keys whose value is None (an optional setting left off) are not checked; list values
     (``input_hw``) are checked element by element.
@@ -196,8 +210,9 @@ def check_numbers(config: dict, positive: Sequence[str] = (), non_negative: Sequ
         for key in keys:
             value = config[key]
             values = value if isinstance(value, (list, tuple)) else [value]
-            if value is not None and not all(ok(v) for v in values):
-                raise ConfigError(f"config key {key!r} = {value!r}: expected {expected}")
+            numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            if value is not None and not (numbers and all(ok(v) for v in values)):
+                raise ConfigError(f"config key {key!r} = {value!r}: expected a number {expected}")
 
 
 #: ``protocol`` values: our corrected defaults, or each method's published protocol on top.
@@ -245,8 +260,42 @@ def apply_protocol(config: dict, published: dict[str, dict[str, tuple[Any, str]]
     return config
 
 
-def config_help(defaults_path: str | os.PathLike) -> str:
-    """Every key of the defaults file with its default and the comment above (or beside) it."""
+def registry_choices() -> dict[str, list]:
+    """The valid values of the keys that name a registered thing: ``model_type`` (the model
+    registry), ``lr_schedule`` (None = the method's recipe, or a registered schedule) and
+    ``eval_protocol`` (the evaluation protocols); for :func:`load_config` and ``--help``."""
+    from gaze.engine.evaluate import EVAL_PROTOCOLS  # the registries build on this module: import when used
+    from gaze.engine.optim import SCHEDULES
+    from gaze.models import list_models
+
+    return {"model_type": list_models(), "lr_schedule": [None, *sorted(SCHEDULES)],
+            "eval_protocol": sorted(EVAL_PROTOCOLS)}
+
+
+def apply_recipe(config: dict, tree_recipe: Mapping[str, Any], method_recipe: Mapping[str, Any]) -> dict:
+    """Fill the training keys a config leaves unset from the method's recipe, else the tree's.
+
+    A key is unset when the config holds it as None or ``'default'``, or not at all (the
+    engine's selection keys, e.g. ``select_metric``, live in no tree file).
+
+    Args:
+        config: a loaded config.
+        tree_recipe: key -> the tree's value (e.g. cub's SGD 0.01 cosine, HAFC's Adam 5e-4).
+        method_recipe: key -> the method's published value (``GazeModel.training_recipe``).
+
+    Returns:
+        A new dict.
+    """
+    config = dict(config)
+    for key in {**tree_recipe, **method_recipe}:
+        if config.get(key) is None or config.get(key) == "default":
+            config[key] = method_recipe[key] if key in method_recipe else tree_recipe[key]
+    return config
+
+
+def config_help(defaults_path: str | os.PathLike, choices: Mapping[str, Sequence[Any]] | None = None) -> str:
+    """Every key of the defaults file with its default and the comment above (or beside) it;
+    keys with ``choices`` list their valid values."""
     path = Path(defaults_path)
     source = path.read_text()
     comments = _comments_by_line(source)
@@ -258,6 +307,8 @@ def config_help(defaults_path: str | os.PathLike) -> str:
             if name in defaults:
                 comment = _comment_for(node, comments)
                 lines.append(f"  {name} = {defaults[name]!r}" + (f"  # {comment}" if comment else ""))
+                if choices and name in choices:
+                    lines.append(f"      choices: {' | '.join(map(repr, choices[name]))}")
     return "\n".join(lines)
 
 

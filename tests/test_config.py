@@ -161,3 +161,32 @@ def test_none_switches_off_a_str_key_but_not_a_number(tmp_path):
     assert load_config(defaults, ["--pretrain_path=None"])["pretrain_path"] is None
     with pytest.raises(ConfigError, match="batch_size"):
         load_config(defaults, ["--batch_size=None"])
+
+
+def test_choices_are_checked_after_every_override_and_listed_by_help(defaults, capsys):
+    choices = {"model_type": ["baseline", "gat", "kfn"]}
+    assert load_config(defaults, ["--model_type=kfn"], choices=choices)["model_type"] == "kfn"
+    with pytest.raises(ConfigError, match=r"model_type='unet': expected one of baseline, gat, kfn"):
+        load_config(defaults, ["--model_type=unet"], choices=choices)
+    with pytest.raises(SystemExit):
+        load_config(defaults, ["--help"], choices=choices)
+    assert "choices: 'baseline' | 'gat' | 'kfn'" in capsys.readouterr().out
+
+
+def test_a_renamed_key_says_its_new_name(defaults, tmp_path):
+    with pytest.raises(ConfigError, match=r"command line: config key 'model' is now 'model_type' \(e\.g\. --model_type='kfn'\)"):
+        load_config(defaults, ["--model=kfn"], renamed={"model": "model_type"})
+    old = tmp_path / "old.py"
+    old.write_text("model = 'kfn'\n")
+    with pytest.raises(ConfigError, match=r"old\.py: config key 'model' is now 'model_type'"):
+        load_config(defaults, [str(old)], renamed={"model": "model_type"})
+
+
+def test_check_numbers_rejects_text_for_a_key_whose_default_is_none():
+    from gaze.config import check_numbers
+
+    with pytest.raises(ConfigError, match=r"config key 'init_lr' = 'fast': expected a number > 0"):
+        check_numbers({"init_lr": "fast"}, positive=("init_lr",))
+    with pytest.raises(ConfigError, match=r"'workers' = True: expected a number >= 0"):
+        check_numbers({"workers": True}, non_negative=("workers",))
+    check_numbers({"init_lr": None, "input_hw": [64, 48]}, positive=("init_lr", "input_hw"))

@@ -48,3 +48,45 @@ def test_no_source_file_is_ignored_by_git():
     ignored = subprocess.run(["git", "check-ignore", "--no-index", *sources], cwd=REPO_ROOT,
                              capture_output=True, text=True).stdout.split()
     assert not ignored, f"source files ignored by .gitignore: {ignored}"
+
+
+def _imports_of(path, module: str) -> set[str]:
+    """Project modules ``path`` imports (at any depth of the file: lazy imports count too)."""
+    import ast
+
+    found = set()
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found.update(name for name in names if name.split(".")[0] in ("gaze", "cub", "cxr"))
+    return found
+
+
+def test_no_import_cycle_between_files():
+    """DESIGN.md §1: data flows one way; a cycle between two files (lazy imports included) is a tangle."""
+    import networkx  # a dependency of torch
+
+    modules = {}
+    for path in sorted(REPO_ROOT.glob("*/**/*.py")):
+        relative = path.relative_to(REPO_ROOT)
+        if relative.parts[0] in ("gaze", "cub", "cxr"):
+            name = ".".join(relative.with_suffix("").parts)
+            modules[name.removesuffix(".__init__")] = path
+    graph = networkx.DiGraph()
+    for name, path in modules.items():
+        for target in _imports_of(path, name):
+            while target and target not in modules:  # 'gaze.models.create_model' -> 'gaze.models'
+                target = target.rpartition(".")[0]
+            if target and target != name and not name.startswith(f"{target}."):  # a package's own parent
+                graph.add_edge(name, target)
+    assert len(graph) > 40
+    cycles = list(networkx.simple_cycles(graph))
+    assert not cycles, f"import cycles: {cycles[:5]}"

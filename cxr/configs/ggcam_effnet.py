@@ -1,4 +1,4 @@
-# GG-CAM with EfficientNetV2-S (cxr.md §3): from scratch, GG-CAM's input recipe (preprocessing='ggcam':
+# GG-CAM with EfficientNetV2-S (cxr.md §3): from scratch, GG-CAM's input recipe (preprocessing='pad_subsample':
 # the film zero-padded centred to 3072x2560, every 2nd pixel -> 1536x1280, / max, no mean/std;
 # the gaze blurred as Blur500 and point-sampled on the 48x40 CAM grid), batch 4, Adam 6e-3,
 # the published initial log sigmas (7, -16), ReduceLROnPlateau (x0.1, patience 40) on the
@@ -12,11 +12,11 @@
 # Protocol: ours (the true class's CAM is matched to the gaze; the split is patient-disjoint).
 # --protocol=published: the Normal-class CAM for every label and the per-image split
 # (cxr/published.py); the README's table lists every difference.
-model = 'ggcam'
+model_type = 'ggcam'
 backbone = 'efficientnetv2_s'
 pretrain_path = None
 input_hw = [1536, 1280]
-preprocessing = 'ggcam'      # the published input and gaze target (cxr §3.1)
+preprocessing = 'pad_subsample'      # the published input and gaze target (cxr §3.1)
 batch_size = 4
 split = 'ggcam'
 end_epoch = 1024

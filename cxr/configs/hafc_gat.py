@@ -8,7 +8,7 @@
 # patients, maps rendered from fixations.csv, exactly scored window crops). --protocol=published
 # reproduces the published protocol (test-fold selection, heatmap.png read as grey, full JPEG
 # decoding, the one-pixel-shifted crops; cxr/published.py); the README's table lists every difference.
-model = 'gat'
+model_type = 'gat'
 backbone = 'efficientnet_b0'
 pretrain_path = 'pretrained/tf_efficientnet_b0_aa-827b6e33.pth'  # python pretrained/fetch.py tf_efficientnet_b0
 encoder_only = True

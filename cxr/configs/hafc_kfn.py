@@ -6,7 +6,7 @@
 # Protocol: ours (validation patients, maps from fixations.csv). --protocol=published: test-fold
 # selection, heatmap.png read as grey, full JPEG decoding (cxr/published.py); with it, point
 # pretrained_dir at the published GAT run (runs/cxr/gat_cv_rseed1_published).
-model = 'kfn'
+model_type = 'kfn'
 backbone = 'efficientnet_b0'
 pretrain_path = 'pretrained/tf_efficientnet_b0_aa-827b6e33.pth'  # python pretrained/fetch.py tf_efficientnet_b0
 pretrained_dir = 'runs/cxr/gat_cv_rseed1'   # ours (fold<k>/ckpt_best.pt) or HAFC's output (<k>_fold/best.pth)

@@ -23,7 +23,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 import gaze
-from gaze.models.backbones import strip_prefixes
+from gaze.state_dicts import load_state_dict, strip_prefixes
 from gaze.torch_files import load_torch_file
 
 #: Sequential index -> ResNet child name in the released KFN.
@@ -76,9 +76,9 @@ def convert_checkpoint(raw: dict, origin: str = "<checkpoint dict>") -> dict:
         raise ValueError(_unknown_format(origin, raw))
     state = {strip_prefixes(k): v for k, v in state.items()}
     if any(k.startswith("pretrained_model.") for k in state):
-        model_name, converted = "gat", convert_released_gat(state, origin)
+        model_name, backbone, converted = "gat", "backbone.net.", convert_released_gat(state, origin)
     elif any(k.startswith(("pretrained_model1.", "pretrained_model2.")) for k in state):
-        model_name, converted = "kfn", convert_released_kfn(state, origin)
+        model_name, backbone, converted = "kfn", "image_backbone.net.", convert_released_kfn(state, origin)
     elif any(k.startswith("encoder.") for k in state):
         return released_cxr_checkpoint("gat", convert_hafc_cxr(state, {"encoder": "backbone"}, origin), origin)
     elif any(k.startswith("branch1.") for k in state):
@@ -86,7 +86,7 @@ def convert_checkpoint(raw: dict, origin: str = "<checkpoint dict>") -> dict:
         return released_cxr_checkpoint("kfn", convert_hafc_cxr(state, branches, origin), origin)
     else:
         raise ValueError(_unknown_format(origin, state))
-    return released_to_checkpoint(model_name, converted, epoch, lr, origin)
+    return released_to_checkpoint(model_name, converted, epoch, lr, origin, backbone)
 
 
 def _unknown_format(origin: str, mapping: dict) -> str:
@@ -186,12 +186,13 @@ def infer_resnet(state: dict[str, Tensor], prefix: str) -> str:
     return name
 
 
-def released_to_checkpoint(model_name: str, state: dict[str, Tensor], epoch, lr, origin: str) -> dict:
-    """Wrap a converted state dict as our checkpoint dict (config inferred from the weights)."""
-    prefix = "backbone.net." if model_name == "gat" else "image_backbone.net."
+def released_to_checkpoint(model_name: str, state: dict[str, Tensor], epoch, lr, origin: str,
+                           backbone_prefix: str) -> dict:
+    """Wrap a converted state dict as our checkpoint dict (config inferred from the weights,
+    the ResNet depth from the blocks under ``backbone_prefix``)."""
     config = {
         "model_type": model_name,  # the names of cub/config.py
-        "backbone": infer_resnet(state, prefix),
+        "backbone": infer_resnet(state, backbone_prefix),
         "num_classes": int(state["classifier.weight"].shape[0]),
         "imported_from": origin,
     }
@@ -210,6 +211,14 @@ def released_to_checkpoint(model_name: str, state: dict[str, Tensor], epoch, lr,
     }
 
 
+def read_checkpoint(checkpoint: str | Path | dict) -> tuple[dict, str]:
+    """(the checkpoint in our format, its origin for messages) of a path or a loaded dict."""
+    origin = checkpoint_origin(checkpoint)
+    if isinstance(checkpoint, dict):
+        return convert_checkpoint(checkpoint, origin), origin
+    return import_checkpoint(checkpoint), origin
+
+
 def load_model_checkpoint(model: nn.Module, checkpoint: str | Path | dict, strict: bool = True) -> dict:
     """Load the weights of any checkpoint (ours or released) into ``model``.
 
@@ -220,29 +229,11 @@ def load_model_checkpoint(model: nn.Module, checkpoint: str | Path | dict, stric
     Returns:
         The checkpoint in our format.
     """
-    origin = checkpoint_origin(checkpoint)
-    if isinstance(checkpoint, dict):
-        ckpt = convert_checkpoint(checkpoint, origin)
-    else:
-        ckpt = import_checkpoint(checkpoint)
+    ckpt, origin = read_checkpoint(checkpoint)
     expected = getattr(model, "name", type(model).__name__.lower())
     if ckpt["model_name"] != expected:
         raise ValueError(
             f"{origin}: the checkpoint holds a {ckpt['model_name']!r} model, the model is {expected!r}"
         )
-    state, own = ckpt["model"], model.state_dict()
-    for key, tensor in own.items():
-        if key in state and state[key].shape != tensor.shape:
-            raise ValueError(
-                f"{origin}: shape mismatch for {key!r}: checkpoint {tuple(state[key].shape)}, model "
-                f"{tuple(tensor.shape)} (config in the checkpoint: {ckpt.get('config')})"
-            )
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    if strict and (missing or unexpected):
-        raise ValueError(
-            f"{origin}: checkpoint does not fit the {expected!r} model: missing {len(missing)} "
-            f"{missing[:4]}, unexpected {len(unexpected)} {unexpected[:4]}"
-        )
-    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    load_state_dict(model, ckpt["model"], origin, strict=strict, allow_unexpected=not strict)
     return ckpt

@@ -37,6 +37,22 @@ def get_logger() -> logging.Logger:
     return logging.getLogger(LOGGER_NAME)
 
 
+class CurrentStderrHandler(logging.StreamHandler):
+    """A StreamHandler writing to whatever ``sys.stderr`` is at each record, not the stream
+    of the moment it was made (pytest's capture and notebooks swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ / setStream assign it: always sys.stderr
+        pass
+
+
 def setup_logging(run_dir: str | os.PathLike | None = None, rank: int = 0) -> logging.Logger:
     """Configure the ``gaze`` logger: INFO to stderr (and run_dir/train.log) on rank 0 only.
 
@@ -52,7 +68,7 @@ def setup_logging(run_dir: str | os.PathLike | None = None, rank: int = 0) -> lo
         logger.setLevel(logging.ERROR)  # other ranks stay silent unless something breaks
         return logger
     logger.setLevel(logging.INFO)
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [CurrentStderrHandler()]
     if run_dir is not None:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(Path(run_dir) / "train.log"))
@@ -60,6 +76,15 @@ def setup_logging(run_dir: str | os.PathLike | None = None, rank: int = 0) -> lo
         handler.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
         handler._gaze_handler = True
         logger.addHandler(handler)
+    return logger
+
+
+def report_logger() -> logging.Logger:
+    """The ``gaze`` logger for a script's report lines: the handlers :func:`setup_logging` set
+    (stderr and the run's train.log after a fit), or stderr alone when none is set yet."""
+    logger = get_logger()
+    if not any(getattr(handler, "_gaze_handler", False) for handler in logger.handlers):
+        setup_logging(None)
     return logger
 
 

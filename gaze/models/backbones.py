@@ -21,19 +21,18 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import timm
 import torch
 from torch import Tensor, nn
 
+from gaze.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from gaze.state_dicts import LoadReport, load_state_dict, strip_prefixes
 from gaze.torch_files import load_torch_file
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: ``pretrained_path`` aliases for weights inside installed packages:
 #: alias -> (import name, file inside the package, the timm architecture they fit).
@@ -45,16 +44,14 @@ PACKAGE_WEIGHTS = {
     ),
 }
 
-#: Keys a weight file may lack without harm (older torchvision files predate this buffer).
-_OPTIONAL_SUFFIXES = ("num_batches_tracked",)
-
-
 class Backbone(nn.Module):
-    """A timm network without its classifier: images -> spatial feature map.
+    """A timm network without its classifier: images -> spatial feature map(s).
 
     Attributes:
-        num_features: channels C of the feature map (ResNet-50: 2048, ResNet-18: 512,
-            EfficientNet-b0: 1280, or 320 with ``encoder_only``).
+        num_features: channels C of the final feature map (ResNet-50: 2048, ResNet-18: 512,
+            EfficientNet-b0: 1280, or 320 with ``encoder_only`` / ``out_indices``).
+        stage_channels, stage_reductions: channels and stride (input px per map px) of each
+            map :meth:`forward_stages` returns.
         mean, std: the normalisation the weights expect (inputs are converted to it).
         net: the timm module; its parameter names are the weight-file names.
     """
@@ -66,6 +63,8 @@ class Backbone(nn.Module):
         input_mean: tuple[float, ...] = IMAGENET_MEAN,
         input_std: tuple[float, ...] = IMAGENET_STD,
         drop_path_rate: float = 0.0,
+        out_indices: tuple[int, ...] | None = None,
+        output_stride: int | None = None,
     ) -> None:
         """Build timm ``name`` with random weights.
 
@@ -78,17 +77,30 @@ class Backbone(nn.Module):
             input_mean, input_std: the normalisation of the images fed in (ImageNet).
             drop_path_rate: stochastic depth, timm's linear per-block ramp up to this rate
                 (smp's ``timm-efficientnet-b0`` encoder of HAFC: 0.2; 0 = none).
+            out_indices: the stages :meth:`forward_stages` returns, timm ``features_only``
+                indices (ResNet: 0 stem .. 4 layer4; PIM uses four stages); implies
+                ``encoder_only`` (the final map is the last requested stage). None: the
+                final map only.
+            output_stride: 8 or 16 dilates the last stages instead of striding (timm), e.g.
+                CAL's 28x28 map at 448 px; None: the network's own (32).
         """
         super().__init__()
         self.arch = name
-        self.encoder_only = encoder_only
+        self.encoder_only = encoder_only or out_indices is not None
         extra = {"drop_path_rate": drop_path_rate} if drop_path_rate else {}
-        if encoder_only:
-            self.net = timm.create_model(name, pretrained=False, features_only=True, out_indices=(-1,), **extra)
-            self.num_features = self.net.feature_info.channels()[-1]
+        if output_stride is not None:
+            extra["output_stride"] = output_stride
+        if self.encoder_only:
+            indices = tuple(out_indices) if out_indices is not None else (-1,)
+            self.net = timm.create_model(name, pretrained=False, features_only=True, out_indices=indices, **extra)
+            self.stage_channels = list(self.net.feature_info.channels())
+            self.stage_reductions = list(self.net.feature_info.reduction())
+            self.num_features = self.stage_channels[-1]
         else:
             self.net = timm.create_model(name, pretrained=False, num_classes=0, global_pool="", **extra)
             self.num_features = self.net.num_features
+            self.stage_channels = [self.num_features]
+            self.stage_reductions = [output_stride or self.net.feature_info[-1]["reduction"]]
         config = getattr(self.net, "pretrained_cfg", None) or {}
         self.mean = tuple(config.get("mean", IMAGENET_MEAN))
         self.std = tuple(config.get("std", IMAGENET_STD))
@@ -100,12 +112,16 @@ class Backbone(nn.Module):
         self.register_buffer("input_scale", scale.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("input_shift", shift.view(1, 3, 1, 1), persistent=False)
 
-    def forward_features(self, images: Tensor) -> Tensor:
-        """Feature map (B,C,h,w) of ImageNet-normalised ``images`` (B,3,H,W)."""
+    def forward_stages(self, images: Tensor) -> list[Tensor]:
+        """The requested stage maps [(B,C_i,h_i,w_i)] of ImageNet-normalised ``images`` (B,3,H,W)."""
         if self.convert_input:
             images = images * self.input_scale + self.input_shift
         features = self.net(images)
-        return features[-1] if isinstance(features, (list, tuple)) else features
+        return list(features) if isinstance(features, (list, tuple)) else [features]
+
+    def forward_features(self, images: Tensor) -> Tensor:
+        """Final feature map (B,C,h,w) of ImageNet-normalised ``images`` (B,3,H,W)."""
+        return self.forward_stages(images)[-1]
 
     def forward(self, images: Tensor) -> Tensor:
         """Same as ``forward_features`` (so hooks on this module see the final map)."""
@@ -122,6 +138,8 @@ def create_backbone(
     pretrained_path: str | Path | None = None,
     encoder_only: bool = False,
     drop_path_rate: float = 0.0,
+    out_indices: tuple[int, ...] | None = None,
+    output_stride: int | None = None,
 ) -> Backbone:
     """Build a feature extractor and load local weights.
 
@@ -129,33 +147,17 @@ def create_backbone(
         name: timm architecture name.
         pretrained_path: None (random init), a local weight file, or an alias of
             ``PACKAGE_WEIGHTS`` such as ``"package:efficientnet-lite0"``.
-        encoder_only, drop_path_rate: see ``Backbone``.
+        encoder_only, drop_path_rate, out_indices, output_stride: see ``Backbone``.
 
     Returns:
-        The ``Backbone``; ``forward_features(images)`` gives (B, num_features, h, w).
+        The ``Backbone``; ``forward_features(images)`` gives (B, num_features, h, w),
+        ``forward_stages(images)`` every requested stage.
     """
-    backbone = Backbone(name, encoder_only=encoder_only, drop_path_rate=drop_path_rate)
+    backbone = Backbone(name, encoder_only=encoder_only, drop_path_rate=drop_path_rate, out_indices=out_indices,
+                        output_stride=output_stride)
     if pretrained_path is not None:
         load_backbone_weights(backbone, pretrained_path)
     return backbone
-
-
-@dataclass
-class LoadReport:
-    """What a weight load did: tensors copied, file keys not used, optional keys absent."""
-
-    source: str
-    loaded: int
-    total: int
-    ignored: list[str] = field(default_factory=list)
-    absent_optional: list[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        text = f"loaded {self.loaded}/{self.total} tensors from {self.source}"
-        if self.ignored:
-            more = "..." if len(self.ignored) > 4 else ""
-            text += f", ignored {len(self.ignored)} ({', '.join(self.ignored[:4])}{more})"
-        return text
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
@@ -178,17 +180,6 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
     return {strip_prefixes(k): v for k, v in state.items()}
-
-
-def strip_prefixes(key: str, prefixes: tuple[str, ...] = ("module.", "_orig_mod.")) -> str:
-    """Remove leading DDP / torch.compile wrapper prefixes from a parameter name."""
-    changed = True
-    while changed:
-        changed = False
-        for prefix in prefixes:
-            if key.startswith(prefix):
-                key, changed = key[len(prefix):], True
-    return key
 
 
 def package_weight_file(alias: str) -> Path:
@@ -242,7 +233,7 @@ def load_backbone_weights(
         A ``LoadReport`` (also logged).
     """
     if isinstance(source, dict):
-        origin, state = "<state dict>", {strip_prefixes(k): v for k, v in source.items()}
+        origin, state = "<state dict>", source
     elif str(source) in PACKAGE_WEIGHTS:
         origin = str(source)
         arch = PACKAGE_WEIGHTS[origin][2]
@@ -254,36 +245,9 @@ def load_backbone_weights(
         state = ordered_state_dict(read_state_dict(path), shapes, str(path))
     else:
         origin, state = str(source), read_state_dict(source)
-    report = copy_matching(backbone.net, state, origin, strict=strict)
+    report = load_state_dict(backbone.net, state, origin, strict=strict)
     log.info("backbone %s: %s", backbone.arch, report)
     return report
-
-
-def copy_matching(
-    module: nn.Module, state: dict[str, Tensor], origin: str, strict: bool = True
-) -> LoadReport:
-    """Load the entries of ``state`` whose names ``module`` has; see ``load_backbone_weights``."""
-    own = module.state_dict()
-    for key, tensor in own.items():
-        if key in state and state[key].shape != tensor.shape:
-            raise ValueError(
-                f"{origin}: shape mismatch for {key!r}: file {tuple(state[key].shape)}, "
-                f"model {tuple(tensor.shape)}"
-            )
-    matched = [k for k in own if k in state]
-    missing = [k for k in own if k not in state]
-    absent_optional = [k for k in missing if k.endswith(_OPTIONAL_SUFFIXES)]
-    missing = [k for k in missing if k not in absent_optional]
-    if not matched or (strict and missing):
-        first = ", ".join(missing[:5]) + ("..." if len(missing) > 5 else "")
-        raise ValueError(
-            f"{origin}: {len(matched)} of {len(own)} tensors matched the model "
-            f"{type(module).__name__}; missing {len(missing)}: {first}; "
-            f"file keys start with {list(state)[:3]}"
-        )
-    module.load_state_dict({k: state[k] for k in matched}, strict=False)
-    ignored = [k for k in state if k not in own]
-    return LoadReport(origin, len(matched), len(own), ignored, absent_optional)
 
 
 #: ``head_init`` values: how a classifier Linear starts.

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -284,14 +284,17 @@ class GAT(Baseline):
     """Gaze Augmentation Training: the baseline plus a CE on gaze-selected windows.
 
     ``forward(images)`` is the plain classifier (gaze ignored). ``loss(batch)`` needs
-    ``batch['gaze']`` (B,1,H,W) from epoch ``window_loss_from_epoch`` on.
+    ``batch['gaze']`` (B,1,H,W) from epoch ``window_loss_from_epoch`` on: gaze only in training.
     """
+
+    gaze_splits = frozenset({"train"})
+    config_keys = {"window_size": "window_side", "n_list": "N_list"}
 
     def __init__(
         self,
         num_classes: int = 200,
         backbone: str = "resnet50",
-        input_size: int = 448,
+        input_size: int | tuple[int, int] = 448,
         pretrained_path: str | None = None,
         dropout: float = 0.5,
         encoder_only: bool = False,
@@ -329,12 +332,28 @@ class GAT(Baseline):
             raise ValueError(f"window_crop={window_crop!r}: expected one of {', '.join(WINDOW_CROPS)}")
         super().__init__(num_classes, backbone, input_size, pretrained_path, dropout, encoder_only,
                          drop_path_rate, head_init)
-        self.geometry = window_geometry(input_size, window_preset, n_list, iou_threshold, ratios, stride)
-        self.window_size = window_size or input_size // 2
+        self.geometry = window_geometry(self.input_size, window_preset, n_list, iou_threshold, ratios, stride)
+        self.window_size = window_size or self.input_size // 2
         self.window_loss_weight = window_loss_weight
         self.window_loss_from_epoch = window_loss_from_epoch
         self.gaze_threshold = gaze_threshold
         self.window_crop = window_crop
+
+    @classmethod
+    def constructor_arguments(cls, config: Mapping[str, Any], **resolved: Any) -> dict[str, Any]:
+        """As ``GazeModel``, with the published config's list values: ``N_list`` as a tuple and
+        the one NMS threshold of ``iou_threshs`` (one per scale in the published file)."""
+        arguments = super().constructor_arguments(config, **resolved)
+        if arguments.get("n_list") is not None:
+            arguments["n_list"] = tuple(arguments["n_list"])
+        if "iou_threshold" not in resolved and config.get("iou_threshs"):
+            arguments["iou_threshold"] = config["iou_threshs"][0]
+        return arguments
+
+    @classmethod
+    def config_keys_read(cls) -> list[str]:
+        """As ``GazeModel``, plus ``iou_threshs`` (read by :meth:`constructor_arguments`)."""
+        return [*super().config_keys_read(), "iou_threshs"]
 
     def window_map(self, gaze: Tensor) -> Tensor:
         """The map windows are scored on: min-max of the raw map, or HAFC's ``y_hm`` (B,1,H,W)."""

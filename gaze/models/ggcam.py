@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +47,7 @@ from torch import Tensor, nn
 
 from gaze.models._registry import register_model
 from gaze.models.backbones import create_backbone
+from gaze.models.base import GazeModel
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ class CamLayer(nn.Module):
 
 
 @register_model("ggcam")
-class GGCAM(nn.Module):
+class GGCAM(GazeModel):
     """Backbone -> CAM layer; training matches one class's raw CAM to the gaze (cxr §3).
 
     Backbones are timm networks built by ``create_backbone`` (random init by default, as the
@@ -132,10 +134,40 @@ class GGCAM(nn.Module):
         cam_head: ``CamLayer`` (C -> num_classes maps).
         log_sigma_ce, log_sigma_gaze: trainable scalars (published ``lg_c``, ``lg_d``).
         epoch: 1-based epoch, set by the engine (unused).
-        cam_layer: module name Grad-CAM hooks by default (the final feature map).
+
+    Facts (see ``GazeModel``): the gaze in training and validation (its loss is the
+    selection metric, cxr §3.5), none at inference or with ``use_gaze=False``; Grad-CAM of
+    the final feature map; no ColorJitter.
     """
 
-    cam_layer = "backbone"
+    gaze_splits = frozenset({"train", "val"})
+    config_keys = {"use_gaze": "ggcam_use_gaze"}
+
+    @classmethod
+    def training_recipe(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The published GG-CAM training (cxr §3.5) as config values, for keys left unset.
+
+        From scratch; Adam 6e-3 (EfficientNet) / 5e-3 (ResNet); ReduceLROnPlateau on the
+        validation loss (the whole weighted sum) with patience 40 and a reload of the best
+        weights on every drop; stop after 83 epochs without improvement or below lr 1e-8.
+        """
+        use_gaze = config.get(cls.config_keys["use_gaze"], True)
+        return {
+            "pretrain_path": None,
+            "optimizer": "adam",
+            "init_lr": 5e-3 if "resnet" in config["backbone"] else 6e-3,
+            "lr_schedule": "plateau",
+            "early_stop_patience": 83,
+            "select_metric": "loss",
+            "val_loss": "model" if use_gaze else "ce",
+            "reload_best_on_lr_drop": True,
+            "stop_lr": 1e-8,
+        }
+
+    @classmethod
+    def needs_gaze(cls, split: str, config: Mapping[str, Any]) -> bool:
+        """The gaze in training and validation, unless ``use_gaze`` is off."""
+        return super().needs_gaze(split, config) and bool(config.get(cls.config_keys["use_gaze"], True))
 
     def __init__(
         self,
@@ -192,9 +224,19 @@ class GGCAM(nn.Module):
         cams = self.cam_head(self.backbone(images))
         return cams, self.cam_head.logits(cams)
 
-    def forward(self, images: Tensor, gaze: Tensor | None = None) -> Tensor:
-        """Logits (B, num_classes) of images (B,3,H,W); gaze is ignored (inference is image-only)."""
-        return self.cams(images)[1]
+    def forward_features(self, images: Tensor, gaze: Tensor | None = None) -> Tensor:
+        """The backbone's final feature map (B,C,h,w); gaze is ignored (inference is image-only)."""
+        return self.backbone(images)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Logits (B, num_classes): the CAM layer's maps, globally pooled."""
+        return self.cam_head.logits(self.cam_head(features))
+
+    def describe(self) -> dict[str, Any]:
+        """CAM target, gaze use and the learnt uncertainty weights σ_c, σ_d (GG-CAM's params file)."""
+        return {"cam_target": self.cam_target, "use_gaze": self.use_gaze,
+                "sigma_ce": float(self.log_sigma_ce.detach().exp()),
+                "sigma_gaze": float(self.log_sigma_gaze.detach().exp())}
 
     def gaze_targets(self, gaze: Tensor, size: tuple[int, int], eps: float = 1e-8) -> Tensor:
         """The gaze at CAM resolution (``gaze_sampling``), then divided by the per-sample max.

@@ -14,36 +14,39 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gaze.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from gaze.models._registry import register_model
-from gaze.models.backbones import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    create_backbone,
-    global_pool,
-    init_head,
-)
+from gaze.models.backbones import create_backbone, global_pool, init_head
+from gaze.models.base import GazeModel
 from gaze.models.gaze_input import check_gaze, hafc_mask
+from gaze.state_dicts import load_state_dict
 
 
 @register_model("kfn")
-class KFN(nn.Module):
+class KFN(GazeModel):
     """Image branch + gaze-masked-image branch -> concatenated pooled features -> Linear.
 
     Attributes:
         image_backbone, gaze_backbone: ``Backbone`` modules (published ``pretrained_model1/2``).
         classifier: Linear(2C -> num_classes) (published ``cls_net``).
-        cam_layer: default Grad-CAM layer ('image_backbone'; 'gaze_backbone' also works).
-        train_color_jitter: None: the published KFN recipe has no ColorJitter (cub_pim §1.7).
+
+    Facts (see ``GazeModel``): the gaze in every split, inference included; one Grad-CAM per
+    branch, in HAFC's ``TwoBranch_<id>.png`` panels (cxr §2.5); no ColorJitter in the
+    published KFN recipe (cub_pim §1.7).
     """
 
-    cam_layer = "image_backbone"
-    train_color_jitter: tuple[float, float] | None = None
+    gaze_splits = frozenset({"train", "val", "test"})
+    inference_needs_gaze = True
+    cam_layers = {"CAM image branch": "image_backbone", "CAM gaze branch": "gaze_backbone"}
+    cam_panel_prefix = "TwoBranch_"
+    #: Checkpoints whose ``backbone`` initialises both branches (GAT, and the baseline body).
+    gat_bodies = ("gat", "baseline")
 
     def __init__(
         self,
         num_classes: int = 200,
         backbone: str = "resnet50",
-        input_size: int = 448,
+        input_size: int | tuple[int, int] = 448,
         pretrained_path: str | None = None,
         gat_checkpoint: str | None = None,
         encoder_only: bool = False,
@@ -72,7 +75,7 @@ class KFN(nn.Module):
         """
         super().__init__()
         self.num_classes = num_classes
-        self.input_size = input_size
+        self.input_size = min(input_size) if isinstance(input_size, (tuple, list)) else input_size
         self.epoch = 1
         self.gaze_threshold = gaze_threshold
         self.image_backbone = create_backbone(backbone, pretrained_path, encoder_only, drop_path_rate)
@@ -94,20 +97,23 @@ class KFN(nn.Module):
         # (x·s + m)·g − m) / s  ==  x·g + (g − 1)·m / s
         return images * mask + (mask - 1) * (self.mean / self.std)
 
-    def forward(self, images: Tensor, gaze: Tensor | None = None) -> Tensor:
-        """Logits (B, num_classes) of images (B,3,H,W) and their gaze maps (B,1,H,W) in [0,1]."""
+    def forward_features(self, images: Tensor, gaze: Tensor | None = None) -> Tensor:
+        """Both branches' ReLU'd feature maps, concatenated: (B,2C,h,w) of images (B,3,H,W)
+        and their gaze maps (B,1,H,W) in [0,1]."""
         if gaze is None:
             raise ValueError(
                 "KFN needs the gaze map: call model(images, gaze) with gaze (B,1,H,W) in [0, 1]"
             )
-        return self.fuse(images, self.masked_images(images, gaze))
+        return self.branch_features(images, self.masked_images(images, gaze))
 
-    def fuse(self, images: Tensor, masked_images: Tensor) -> Tensor:
-        """Logits (B, num_classes) of the image branch on ``images`` and the gaze branch on
-        ``masked_images``, both (B,3,H,W) normalised."""
-        image_features = global_pool(F.relu(self.image_backbone(images)))
-        gaze_features = global_pool(F.relu(self.gaze_backbone(masked_images)))
-        return self.classifier(self.dropout(torch.cat([image_features, gaze_features], dim=1)))
+    def branch_features(self, images: Tensor, masked_images: Tensor) -> Tensor:
+        """(B,2C,h,w): the image branch on ``images`` beside the gaze branch on ``masked_images``,
+        both (B,3,H,W) normalised, each through ReLU."""
+        return torch.cat([F.relu(self.image_backbone(images)), F.relu(self.gaze_backbone(masked_images))], dim=1)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Logits (B, num_classes): the concatenated maps globally pooled, dropout, Linear."""
+        return self.classifier(self.dropout(global_pool(features)))
 
     def loss(self, batch: dict) -> dict[str, Tensor]:
         """Cross-entropy: {'loss', 'loss_ce', 'logits' (detached)}.
@@ -119,7 +125,7 @@ class KFN(nn.Module):
         """
         masked = batch.get("masked_image")
         if masked is not None:
-            logits = self.fuse(batch["image"], masked)
+            logits = self.forward_head(self.branch_features(batch["image"], masked))
         elif batch.get("gaze") is None:
             raise KeyError("KFN needs batch['gaze'] (B,1,H,W) or batch['masked_image'] (B,3,H,W)")
         else:
@@ -135,33 +141,22 @@ class KFN(nn.Module):
                 'gat', ...}) or the released CUB-GHA one ({'model_state_dict'} with
                 ``pretrained_model.`` keys); the 'baseline' body fits too.
         """
-        from gaze.engine.importers import (
-            checkpoint_origin,
-            convert_checkpoint,
-            import_checkpoint,
-        )
+        from gaze.engine.importers import read_checkpoint  # engine builds on models: import when used
 
-        origin = checkpoint_origin(checkpoint)
-        if isinstance(checkpoint, dict):
-            ckpt = convert_checkpoint(checkpoint, origin)
-        else:
-            ckpt = import_checkpoint(checkpoint)
-        if ckpt["model_name"] not in ("gat", "baseline"):
+        ckpt, origin = read_checkpoint(checkpoint)
+        if ckpt["model_name"] not in self.gat_bodies:
             raise ValueError(
                 f"{origin}: expected a GAT checkpoint, it holds a {ckpt['model_name']!r} model"
             )
-        prefix = "backbone.net."
-        state = {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
         for branch in (self.image_backbone, self.gaze_backbone):
-            own = branch.net.state_dict()
-            for key, tensor in own.items():
-                if key not in state and not key.endswith("num_batches_tracked"):
-                    raise ValueError(
-                        f"{origin}: the GAT backbone lacks {key!r} (wrong backbone architecture?)"
-                    )
-                if key in state and state[key].shape != tensor.shape:
-                    raise ValueError(
-                        f"{origin}: shape mismatch for {key!r}: checkpoint {tuple(state[key].shape)}, "
-                        f"model {tuple(tensor.shape)}"
-                    )
-            branch.net.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
+            load_state_dict(branch.net, ckpt["model"], origin, prefix="backbone.net.", strict=True)
+
+    def init_from(self, checkpoint: str | Path | dict) -> None:
+        """A KFN checkpoint loads as a whole; a GAT (or baseline) one initialises both branches."""
+        from gaze.engine.importers import read_checkpoint
+
+        ckpt, _ = read_checkpoint(checkpoint)
+        if ckpt["model_name"] in self.gat_bodies:
+            self.load_gat_backbone(checkpoint)
+        else:
+            super().init_from(checkpoint)

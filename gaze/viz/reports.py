@@ -1,4 +1,4 @@
-"""Evaluation reports from :func:`gaze.engine.fit.evaluate` output (all files atomic).
+"""Evaluation reports from :func:`gaze.engine.evaluate.evaluate` output (all files atomic).
 
 * ``classification_report.json``: top-1/top-5 accuracy (%), per-class accuracy (%),
   sklearn's per-class precision/recall/F1 with macro and weighted averages (fractions),
@@ -129,7 +129,8 @@ def write_reports(
     """Write the three report files for one evaluated split.
 
     Args:
-        results: :func:`gaze.engine.fit.evaluate` output (``ids``, ``labels``, ``probabilities``).
+        results: :func:`gaze.engine.evaluate.evaluate` output (``ids``, ``labels``,
+            ``probabilities``, ``protocol``).
         out_dir: folder (created).
         class_names: optional C names.
         prefix: file-name prefix, e.g. ``"val_"`` (none: the test-set reports).
@@ -139,6 +140,8 @@ def write_reports(
     """
     out_dir = Path(out_dir)
     report = compute_report(results["labels"], results["probabilities"], class_names)
+    if "protocol" in results:  # the evaluation protocol beside the numbers it produced
+        report["eval_protocol"] = results["protocol"]
     with atomic_path(out_dir / f"{prefix}classification_report.json") as temporary:
         temporary.write_text(json.dumps(report, indent=2) + "\n")
     table = predictions_frame(results["ids"], results["labels"], results["probabilities"], class_names)

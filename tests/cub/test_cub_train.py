@@ -10,6 +10,7 @@ import torch
 
 from cub import evaluate as cub_evaluate
 from cub import train as cub_train
+from cub.dataset import CUBDataset
 from gaze.synthetic.cub import make_synthetic_cub
 
 
@@ -49,6 +50,15 @@ def test_gat_run_writes_every_artefact(gat_run):
     assert len(list((run_dir / "cam").glob("*.png"))) == 2
     checkpoint = torch.load(run_dir / "ckpt_best.pt", weights_only=True)
     assert checkpoint["model_name"] == "gat" and checkpoint["config"]["num_classes"] == 3
+
+
+def test_training_reports_name_the_classes(gat_run, tiny_cub):
+    """The engine read ``dataset.classes``, which CUBDataset never had: the reports said 0, 1, 2."""
+    run_dir, _ = gat_run
+    report = json.loads((run_dir / "classification_report.json").read_text())
+    names = CUBDataset(tiny_cub, split="test", num_classes=3).class_names
+    assert len(names) == 3 and all("Synthetic" in name for name in names)
+    assert sorted(report["per_class_accuracy"]) == sorted(names)
 
 
 def test_evaluate_reproduces_the_test_accuracy_of_training(gat_run, tmp_path):
@@ -134,7 +144,7 @@ def test_val_fraction_zero_trains_on_every_training_image_and_keeps_the_last_epo
     loaders = build_loaders(load_cub_config(args))
     assert loaders["val"] is None and len(loaders["train"].dataset) == 30  # all 3 x 10 training images
     assert cub_train.main(args) == 0
-    assert "last epoch 2 (no validation split)" in capsys.readouterr().out
+    assert "last epoch 2 (no validation split)" in capsys.readouterr().err  # the report goes through the logger
     summary = json.loads((tmp_path / "all" / "summary.json").read_text())
     assert summary["best_epoch"] == 2 and summary["val"] is None and summary["test"]["num_samples"] == 18
     metrics = pd.read_csv(tmp_path / "all" / "metrics.csv")
@@ -198,7 +208,7 @@ def test_published_kfn_masked_picture_has_its_own_crop(tiny_cub, tmp_path):
     out = model.loss(batch)  # the gaze branch reads the independently cropped masked picture
     with torch.no_grad():
         model.eval()
-        torch.testing.assert_close(model.fuse(batch["image"], batch["masked_image"]), model.loss(batch)["logits"])
+        torch.testing.assert_close(model.forward_head(model.branch_features(batch["image"], batch["masked_image"])), model.loss(batch)["logits"])
     assert torch.isfinite(out["loss"])
 
 
@@ -261,3 +271,30 @@ def test_a_malformed_checkpoint_names_its_file(gat_run, tmp_path, capsys):
     empty.write_bytes(b"")
     with pytest.raises(ValueError, match=f"{empty}: the file is empty"):
         cub_evaluate.main([*args, f"--checkpoint={empty}"])
+
+
+def test_help_lists_the_registered_models(capsys):
+    from gaze.models import list_models
+
+    with pytest.raises(SystemExit):
+        cub_train.main(["--help"])
+    out = capsys.readouterr().out
+    assert f"choices: {' | '.join(map(repr, list_models()))}" in out and "'ggcam'" in out
+
+
+def test_ggcam_trains_on_cub_with_its_own_recipe(tiny_cub, tmp_path):
+    """Every registered model is a valid model_type; GG-CAM brings its Adam/plateau recipe."""
+    from cub.experiment import load_cub_config
+
+    args = common_args(tiny_cub, tmp_path, "ggcam", "--model_type=ggcam", "--backbone=resnet18", "--pretrain_path=None",
+                       "--end_epoch=2")
+    config = load_cub_config(args)
+    assert (config["optimizer"], config["init_lr"], config["lr_schedule"]) == ("adam", 5e-3, "plateau")
+    assert (config["select_metric"], config["val_loss"], config["early_stop_patience"]) == ("loss", "model", 83)
+    gat = load_cub_config(common_args(tiny_cub, tmp_path, "gat"))
+    assert (gat["optimizer"], gat["init_lr"], gat["lr_schedule"]) == ("sgd", 0.01, "cosine") and "select_metric" not in gat
+    assert load_cub_config([*args, "--init_lr=1e-4"])["init_lr"] == 1e-4  # a value set by the user stays
+    assert cub_train.main(args) == 0
+    metrics = pd.read_csv(tmp_path / "ggcam" / "metrics.csv")
+    assert list(metrics["epoch"]) == [1, 2] and metrics["train_loss"].notna().all()
+    assert len(list((tmp_path / "ggcam" / "cam").glob("ggcam_*.png"))) == 2

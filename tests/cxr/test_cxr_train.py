@@ -13,8 +13,8 @@ from cxr import evaluate as cxr_evaluate
 from cxr import train as cxr_train
 from cxr.experiment import build_model, load_cxr_config
 from gaze.config import ConfigError
-from gaze.synthetic.cxr import make_synthetic_cxr_eye
 from gaze.models.kfn import KFN
+from gaze.synthetic.cxr import make_synthetic_cxr_eye
 
 FOLD_FILES = ("config.json", "metrics.csv", "ckpt_best.pt", "ckpt_last.pt", "classification_report.json",
               "classification_results.csv", "predictions.csv", "confusion_matrix.png", "NET.pt",
@@ -37,7 +37,7 @@ def common_args(root, run_root, *extra):
 @pytest.fixture(scope="module")
 def gat_run(tiny_cxr, tmp_path_factory):
     run_root = tmp_path_factory.mktemp("runs")
-    args = common_args(tiny_cxr, run_root, "--model=gat", "--gcam_viz=True", "--window_loss_from_epoch=1")
+    args = common_args(tiny_cxr, run_root, "--model_type=gat", "--gcam_viz=True", "--window_loss_from_epoch=1")
     assert cxr_train.main(args) == 0
     return run_root / "gat_cv_rseed1", args
 
@@ -88,7 +88,7 @@ def test_evaluate_reproduces_each_fold(gat_run, tmp_path):
 
 def test_kfn_starts_from_the_gat_fold_checkpoints(gat_run):
     run_dir, args = gat_run
-    config = load_cxr_config([*args, "--model=kfn", f"--pretrained_dir={run_dir}"])
+    config = load_cxr_config([*args, "--model_type=kfn", f"--pretrained_dir={run_dir}"])
     model = build_model(config, k=3)
     assert isinstance(model, KFN)
     gat = torch.load(run_dir / "fold3" / "ckpt_best.pt", weights_only=True)["model"]
@@ -96,7 +96,7 @@ def test_kfn_starts_from_the_gat_fold_checkpoints(gat_run):
         if not key.endswith("num_batches_tracked"):
             torch.testing.assert_close(tensor, gat[f"backbone.net.{key}"])
             torch.testing.assert_close(model.gaze_backbone.net.state_dict()[key], gat[f"backbone.net.{key}"])
-    missing = load_cxr_config([*args, "--model=kfn", f"--pretrained_dir={run_dir / 'nothing'}"])
+    missing = load_cxr_config([*args, "--model_type=kfn", f"--pretrained_dir={run_dir / 'nothing'}"])
     with pytest.raises(FileNotFoundError, match="fold3/ckpt_best.pt"):
         build_model(missing, k=3)
 
@@ -104,19 +104,19 @@ def test_kfn_starts_from_the_gat_fold_checkpoints(gat_run):
 def test_kfn_from_a_hafc_fold_checkpoint(tiny_cxr, tmp_path):
     """A bare HAFC GAT state dict (encoder.* + classification_head.*) initialises KFN."""
     args = common_args(tiny_cxr, tmp_path, "--backbone=efficientnet_b0")
-    gat = build_model(load_cxr_config([*args, "--model=gat"]))
+    gat = build_model(load_cxr_config([*args, "--model_type=gat"]))
     state = {"encoder." + k[len("backbone.net."):]: v for k, v in gat.state_dict().items() if k.startswith("backbone.net.")}
     state["encoder.conv_head.weight"] = torch.zeros(1280, 320, 1, 1)  # smp keeps the unused head conv
     state["classification_head.3.weight"] = gat.classifier.weight.detach()
     state["classification_head.3.bias"] = gat.classifier.bias.detach()
     (tmp_path / "hafc" / "2_fold").mkdir(parents=True)
     torch.save(state, tmp_path / "hafc" / "2_fold" / "best.pth")
-    kfn = build_model(load_cxr_config([*args, "--model=kfn", f"--pretrained_dir={tmp_path / 'hafc'}"]), k=2)
+    kfn = build_model(load_cxr_config([*args, "--model_type=kfn", f"--pretrained_dir={tmp_path / 'hafc'}"]), k=2)
     torch.testing.assert_close(kfn.gaze_backbone.net.conv_stem.weight, gat.backbone.net.conv_stem.weight)
 
 
 def test_ggcam_one_fold_runs_and_selects_on_its_loss(tiny_cxr, tmp_path):
-    args = common_args(tiny_cxr, tmp_path, "--model=ggcam", "--run_folds=[0]", "--end_epoch=2", "--input_hw=[64, 48]")
+    args = common_args(tiny_cxr, tmp_path, "--model_type=ggcam", "--run_folds=[0]", "--end_epoch=2", "--input_hw=[64, 48]")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert cxr_train.main(args) == 0
@@ -134,8 +134,8 @@ def test_ggcam_one_fold_runs_and_selects_on_its_loss(tiny_cxr, tmp_path):
 def test_ggcam_published_preprocessing_end_to_end(tiny_cxr, tmp_path):
     from cxr.experiment import build_catalogue, build_loaders, split_table
 
-    args = common_args(tiny_cxr, tmp_path, "--model=ggcam", "--run_folds=[0]", "--input_hw=[64, 48]",
-                       "--preprocessing=ggcam", "--gcam_viz=True")
+    args = common_args(tiny_cxr, tmp_path, "--model_type=ggcam", "--run_folds=[0]", "--input_hw=[64, 48]",
+                       "--preprocessing=pad_subsample", "--gcam_viz=True")
     config = load_cxr_config(args)
     catalogue = build_catalogue(config)
     batch = next(iter(build_loaders(config, catalogue, split_table(config, catalogue), 0)["train"]))
@@ -151,11 +151,11 @@ def test_ggcam_published_preprocessing_end_to_end(tiny_cxr, tmp_path):
     with pytest.raises(ConfigError, match="gaze_source='fixations'"):
         load_cxr_config([*args, "--gaze_source=heatmaps"])
     ggcam_configs = [load_cxr_config([f"cxr/configs/{name}.py"]) for name in ("ggcam_effnet", "ggcam_resnet")]
-    assert all(c["preprocessing"] == "ggcam" and c["input_hw"] == [1536, 1280] for c in ggcam_configs)
+    assert all(c["preprocessing"] == "pad_subsample" and c["input_hw"] == [1536, 1280] for c in ggcam_configs)
 
 
 def test_select_on_test_validates_on_the_test_fold(tiny_cxr, tmp_path):
-    args = common_args(tiny_cxr, tmp_path, "--model=baseline", "--select_on_test=True", "--run_folds=[1]")
+    args = common_args(tiny_cxr, tmp_path, "--model_type=baseline", "--select_on_test=True", "--run_folds=[1]")
     with pytest.warns(UserWarning, match="TEST fold"):
         assert cxr_train.main(args) == 0
     fold = tmp_path / "baseline_cv_rseed1" / "fold1"
@@ -165,7 +165,7 @@ def test_select_on_test_validates_on_the_test_fold(tiny_cxr, tmp_path):
 
 
 def test_cv_without_validation_patients_keeps_the_last_epoch(tiny_cxr, tmp_path):
-    args = common_args(tiny_cxr, tmp_path, "--model=baseline", "--val_fraction=0", "--run_folds=[1]",
+    args = common_args(tiny_cxr, tmp_path, "--model_type=baseline", "--val_fraction=0", "--run_folds=[1]",
                        "--end_epoch=2", "--cam_images=0")
     assert cxr_train.main(args) == 0
     summary = json.loads(next(tmp_path.glob("*/fold1/summary.json")).read_text())
@@ -184,7 +184,7 @@ def test_published_protocols_of_hafc_and_ggcam(tiny_cxr, tmp_path):
     with pytest.raises(ConfigError, match=r"the key 'split' now \(--split=holdout\)"):
         load_cxr_config(["--protocol=holdout"])
     # A published GG-CAM fold end to end (tiny inputs): the per-image split is kept as it is.
-    args = common_args(tiny_cxr, tmp_path, "--model=ggcam", "--protocol=published", "--input_hw=[64, 48]",
+    args = common_args(tiny_cxr, tmp_path, "--model_type=ggcam", "--protocol=published", "--input_hw=[64, 48]",
                        "--end_epoch=1")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -193,7 +193,7 @@ def test_published_protocols_of_hafc_and_ggcam(tiny_cxr, tmp_path):
     run = tmp_path / "ggcam_ggcam_rseed0_published"
     assert json.loads((run / "ggcam" / "params.json").read_text())["cam_target"] == "class0"
     # A published HAFC GAT fold: luma PNG maps, test-fold selection, the shifted window crops.
-    args = common_args(tiny_cxr, tmp_path, "--model=gat", "--protocol=published", "--run_folds=[0]",
+    args = common_args(tiny_cxr, tmp_path, "--model_type=gat", "--protocol=published", "--run_folds=[0]",
                        "--window_loss_from_epoch=1")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -206,7 +206,7 @@ def test_published_protocols_of_hafc_and_ggcam(tiny_cxr, tmp_path):
 
 def test_two_fresh_cv_runs_are_identical(tiny_cxr, tmp_path):
     for name in ("a", "b"):
-        args = common_args(tiny_cxr, tmp_path, "--model=gat", "--run_folds=[2]", f"--model_name={name}",
+        args = common_args(tiny_cxr, tmp_path, "--model_type=gat", "--run_folds=[2]", f"--model_name={name}",
                            "--window_loss_from_epoch=1", "--cam_images=0")
         assert cxr_train.main(args) == 0
     runs = [tmp_path / name / "fold2" for name in ("a", "b")]
@@ -217,19 +217,19 @@ def test_two_fresh_cv_runs_are_identical(tiny_cxr, tmp_path):
 
 
 def test_unknown_model_is_a_config_error(capsys):
-    assert cxr_train.main(["--model=unet"]) == 2
-    assert "model='unet'" in capsys.readouterr().err
+    assert cxr_train.main(["--model_type=unet"]) == 2
+    assert "model_type='unet'" in capsys.readouterr().err
 
 
 def test_method_defaults_follow_the_papers():
     gat = load_cxr_config([])
     assert gat["pretrain_path"] == "package:efficientnet-lite0" and gat["init_lr"] == 5e-4
     assert gat["lr_schedule"] == "multistep" and gat["select_metric"] == "top1" and gat["rseed"] == 1
-    ggcam = load_cxr_config(["--model=ggcam", "--backbone=resnet50"])
+    ggcam = load_cxr_config(["--model_type=ggcam", "--backbone=resnet50"])
     assert ggcam["pretrain_path"] is None  # from scratch as published; the Lite0 weights would not fit
     assert (ggcam["init_lr"], ggcam["lr_schedule"], ggcam["early_stop_patience"]) == (5e-3, "plateau", 83)
     assert ggcam["select_metric"] == "loss" and ggcam["val_loss"] == "model" and ggcam["reload_best_on_lr_drop"]
-    assert load_cxr_config(["--model=ggcam"])["init_lr"] == 6e-3  # EfficientNet family
+    assert load_cxr_config(["--model_type=ggcam"])["init_lr"] == 6e-3  # EfficientNet family
     assert load_cxr_config(["--split=holdout"])["rseed"] == 42  # EGD's seed
 
 
@@ -263,12 +263,12 @@ def test_hafc_configs_build_the_smp_encoder_and_head():
 
 def test_gcam_viz_of_kfn_shows_both_branches(tiny_cxr, tmp_path):
     from cxr.experiment import build_catalogue, build_dataset
-    from cxr.reports import write_gcam_panels
+    from gaze.viz.panels import write_cam_panels
 
-    config = load_cxr_config(common_args(tiny_cxr, tmp_path, "--model=kfn"))
+    config = load_cxr_config(common_args(tiny_cxr, tmp_path, "--model_type=kfn"))
     catalogue = build_catalogue(config)
-    dataset = build_dataset(config, catalogue, [0, 1, 2], "test", with_gaze=True)
-    paths = write_gcam_panels(build_model(config), config, dataset, tmp_path / "viz_plots", count=2)
+    dataset = build_dataset(config, catalogue, [0, 1, 2], "test", with_gaze=False).with_attention()
+    paths = write_cam_panels(build_model(config), dataset, 2, tmp_path / "viz_plots")
     assert [p.name for p in paths] == [f"TwoBranch_{i}.png" for i in catalogue.frame["dicom_id"][:2]]
     from PIL import Image
 
@@ -291,17 +291,17 @@ def test_torchrun_two_processes_run_several_folds(tiny_cxr, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = pd.read_csv(tmp_path / "gat_cv_rseed1" / "cv_metrics.csv")
     assert list(metrics["fold"]) == [0, 1]
-    assert done.stdout.count("accuracy (%)") == 1  # rank 0 alone prints the summary
+    assert done.stderr.count("accuracy (%)") == 1  # rank 0 alone reports the summary (through the logger)
 
 
 def test_prepare_cli_writes_the_splits_next_to_the_run(tiny_cxr, tmp_path, capsys):
     from cxr.prepare import main as prepare_main
-    from cxr.prepare import read_split_table
+    from gaze.data.patient_splits import read_split_table
 
     assert prepare_main(common_args(tiny_cxr, tmp_path, "--split=holdout")) == 0
     table = read_split_table(tmp_path / "gat_holdout_rseed42" / "splits.csv")
     assert len(table) == 30 and set(table["split_0"]) == {"train", "val", "test"}
-    assert "Normal  CHF  pneumonia" in capsys.readouterr().out
+    assert "Normal  CHF  pneumonia" in capsys.readouterr().err  # the report goes through the logger
     assert not list((tiny_cxr / "egd-cxr").glob("*split*"))  # never written into the data folders
 
 
@@ -312,7 +312,7 @@ def test_kfn_of_a_holdout_run_starts_from_the_holdout_gat(gat_run, tmp_path):
     run_dir, args = gat_run
     (tmp_path / "holdout").mkdir()
     shutil.copy(run_dir / "fold0" / "ckpt_best.pt", tmp_path / "holdout" / "ckpt_best.pt")
-    config = load_cxr_config([*args, "--model=kfn", "--split=holdout", f"--pretrained_dir={tmp_path}"])
+    config = load_cxr_config([*args, "--model_type=kfn", "--split=holdout", f"--pretrained_dir={tmp_path}"])
     model = build_model(config, k=0)
     gat = torch.load(run_dir / "fold0" / "ckpt_best.pt", weights_only=True)["model"]
     torch.testing.assert_close(model.image_backbone.net.conv1.weight, gat["backbone.net.conv1.weight"])

@@ -1,4 +1,4 @@
-"""gaze/engine/fit.py: optimiser/scheduler values, fit artefacts, exact resume, checkpoints, DDP.
+"""gaze/engine/fit.py: fit artefacts, selection, exact resume, plateau, early stop, phases, DDP.
 
 A toy model implementing the model contract learns a toy problem (the class shifts the
 mean of channel 0 of an 8x8 image) in a few epochs on the CPU.
@@ -7,7 +7,6 @@ mean of channel 0 of an 8x8 image) in a few epochs on the CPU.
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import sys
@@ -17,216 +16,26 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
+from gaze.engine.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from gaze.engine.dist import is_main_process
-from gaze.engine.fit import (
-    ENGINE_DEFAULTS,
-    build_optimizer,
-    build_scheduler,
-    evaluate,
-    fit,
-    load_checkpoint,
-    make_checkpoint,
-    save_checkpoint,
-    train_one_epoch,
-)
+from gaze.engine.evaluate import evaluate
+from gaze.engine.fit import ENGINE_DEFAULTS, fit
+from gaze.engine.optim import build_optimizer
+from tests.engine.toys import ToyDataset, ToyNet, make_config, make_loaders, new_model
 
-NUM_CLASSES = 4
-TIME_COLUMNS = ["images_per_second", "epoch_time"]
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "scaler", "epoch", "best_metric",
                    "model_name", "config", "version"}
 
 
-class ToyDataset(Dataset):
-    """n samples of 8x8 images whose channel-0 mean encodes the label, with gaze maps."""
-
-    def __init__(self, size: int, seed: int) -> None:
-        generator = torch.Generator().manual_seed(seed)
-        self.labels = torch.randint(0, NUM_CLASSES, (size,), generator=generator)
-        self.images = torch.randn(size, 3, 8, 8, generator=generator)
-        self.images[:, 0] += 1.5 * (self.labels.float() - 1.5)[:, None, None]
-        self.gaze = torch.rand(size, 1, 8, 8, generator=generator)
-        self.classes = [f"bird_{i}" for i in range(NUM_CLASSES)]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> dict:
-        return {"image": self.images[index], "label": self.labels[index],
-                "gaze": self.gaze[index], "id": f"s{index:03d}"}
+TIME_COLUMNS = ["images_per_second", "epoch_time"]
 
 
-class ToyNet(nn.Module):
-    """The model contract: forward(images, gaze) -> logits; loss(batch) -> dict of tensors."""
-
-    name = "toy"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.norm = nn.BatchNorm2d(8)
-        self.dropout = nn.Dropout(0.1)
-        self.fc = nn.Linear(8, NUM_CLASSES)
-        self.epoch = 0
-        self.crash_at_epoch = None
-        self.seen = {}  # epoch -> ids trained on
-
-    def forward(self, images, gaze=None):
-        features = F.relu(self.norm(self.conv(images)))  # (B, 8, 8, 8)
-        if gaze is not None:
-            features = features * (0.5 + gaze)
-        return self.fc(self.dropout(features.mean(dim=(2, 3))))  # (B, C)
-
-    def loss(self, batch):
-        if self.epoch == self.crash_at_epoch:
-            raise KeyboardInterrupt("simulated kill")
-        self.seen.setdefault(self.epoch, []).extend(batch["id"])
-        logits = self(batch["image"], batch.get("gaze"))
-        loss_ce = F.cross_entropy(logits, batch["label"])
-        loss_window = 0.01 * logits.pow(2).mean()
-        return {"loss": loss_ce + loss_window, "loss_ce": loss_ce, "loss_window": loss_window, "logits": logits}
-
-
-class OtherNet(ToyNet):
-    name = "other"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is far faster than several fighting for 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def make_loaders(train_size: int = 96, eval_size: int = 40) -> dict:
-    return {
-        "train": DataLoader(ToyDataset(train_size, seed=0), batch_size=16, shuffle=True),
-        "val": DataLoader(ToyDataset(eval_size, seed=1), batch_size=16),
-        "test": DataLoader(ToyDataset(eval_size, seed=2), batch_size=16),
-    }
-
-
-def make_config(**overrides) -> dict:
-    config = {"device": "cpu", "seed": 7, "end_epoch": 3, "optimizer": "sgd", "init_lr": 0.1,
-              "momentum": 0.9, "weight_decay": 1e-4, "lr_schedule": "multistep", "lr_milestones": [3],
-              "lr_decay_rate": 0.1, "log_interval": 2, "data_root": Path("data/toy")}
-    config.update(overrides)
-    return config
-
-
-def new_model(seed: int = 0) -> ToyNet:
-    torch.manual_seed(seed)
-    return ToyNet()
-
-
-# --------------------------------------------------------------------------- optimiser, scheduler
-def test_build_optimizer_kinds_and_errors():
-    params = [nn.Parameter(torch.zeros(2))]
-    sgd = build_optimizer(params, {"optimizer": "sgd", "init_lr": 0.5, "weight_decay": 0.1, "nesterov": True})
-    assert isinstance(sgd, torch.optim.SGD)
-    group = sgd.param_groups[0]
-    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (0.5, 0.9, 0.1, True)
-    assert isinstance(build_optimizer(params, {"optimizer": "adam"}), torch.optim.Adam)
-    adamw = build_optimizer(params, {"optimizer": "AdamW", "init_lr": 3e-4, "weight_decay": 0.05})
-    assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["weight_decay"] == 0.05
-    with pytest.raises(ValueError, match="'optimizer'.*'rmsprop'"):
-        build_optimizer(params, {"optimizer": "rmsprop"})
-
-
-def lrs_per_step(config: dict, steps_per_epoch: int, epochs: int) -> list[float]:
-    """The lr used by each optimizer step, stepping the scheduler as the engine does."""
-    optimizer = build_optimizer([nn.Parameter(torch.zeros(1))], config)
-    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
-    used = []
-    for _ in range(steps_per_epoch * epochs):
-        used.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return used
-
-
-def test_multistep_schedule_matches_published_per_epoch_values():
-    # published: MultiStepLR([50, 100], 0.1) stepped after each epoch -> scaled here to [2, 4].
-    config = {"init_lr": 1e-3, "lr_schedule": "multistep", "lr_milestones": [2, 4], "lr_decay_rate": 0.1,
-              "end_epoch": 5}
-    used = np.array(lrs_per_step(config, steps_per_epoch=3, epochs=5)).reshape(5, 3)
-    expected = [1e-3, 1e-3, 1e-4, 1e-4, 1e-5]  # epochs 1..5
-    np.testing.assert_allclose(used, np.repeat(np.array(expected)[:, None], 3, axis=1), rtol=1e-12)
-    # the same values as torch's own MultiStepLR stepped per epoch
-    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1e-3)
-    reference = torch.optim.lr_scheduler.MultiStepLR(optimizer, [2, 4], 0.1)
-    per_epoch = []
-    for _ in range(5):
-        per_epoch.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        reference.step()
-    np.testing.assert_allclose(used[:, 0], per_epoch, rtol=1e-12)
-
-
-def test_cosine_schedule_with_warmup_hand_values():
-    config = {"init_lr": 0.1, "lr_schedule": "cosine", "end_epoch": 4, "warmup_epochs": 1, "min_lr": 0.01}
-    used = lrs_per_step(config, steps_per_epoch=2, epochs=4)
-    warmup = [0.1 * 1 / 2, 0.1 * 2 / 2]  # (step + 1) / warmup_steps
-    span = 4 * 2 - 2  # steps after the warm-up
-    cosine = [0.01 + 0.09 * 0.5 * (1 + math.cos(math.pi * t / span)) for t in range(6)]
-    np.testing.assert_allclose(used, warmup + cosine, rtol=1e-12)
-
-
-def test_multistep_with_warmup_and_constant():
-    config = {"init_lr": 0.2, "lr_schedule": "multistep", "lr_milestones": [1], "lr_decay_rate": 0.5,
-              "warmup_epochs": 0.5, "end_epoch": 2}
-    used = lrs_per_step(config, steps_per_epoch=4, epochs=2)
-    np.testing.assert_allclose(used, [0.1, 0.2, 0.2, 0.2, 0.1, 0.1, 0.1, 0.1], rtol=1e-12)
-    constant = lrs_per_step({"init_lr": 0.3, "lr_schedule": "constant"}, steps_per_epoch=2, epochs=2)
-    assert constant == [0.3] * 4
-
-
-def test_scheduler_rejects_unknown_schedule():
-    with pytest.raises(ValueError, match="lr_schedule"):
-        lrs_per_step({"lr_schedule": "poly"}, steps_per_epoch=1, epochs=1)
-
-
-# --------------------------------------------------------------------------- one epoch, evaluate
-def test_train_one_epoch_reports_loss_parts_and_accuracy():
-    model = new_model()
-    loader = make_loaders()["train"]
-    optimizer = build_optimizer(model.parameters(), make_config())
-    stats = train_one_epoch(model, optimizer, loader, torch.device("cpu"), epoch=1)
-    assert {"loss", "loss_ce", "loss_window", "top1", "lr", "images_per_second", "epoch_time"} <= set(stats)
-    assert stats["loss"] == pytest.approx(stats["loss_ce"] + stats["loss_window"], rel=1e-6)
-    assert 0.0 <= stats["top1"] <= 100.0 and stats["lr"] == 0.1
-
-
-def test_train_one_epoch_raises_on_non_finite_loss():
-    model = new_model()
-    model.loss = lambda batch: {"loss": torch.tensor(float("nan"), requires_grad=True)}
-    optimizer = build_optimizer(model.parameters(), make_config())
-    with pytest.raises(FloatingPointError, match="epoch 4 step 0"):
-        train_one_epoch(model, optimizer, make_loaders()["train"], torch.device("cpu"), epoch=4)
-
-
-def test_evaluate_matches_direct_computation():
-    model = new_model().eval()
-    loader = make_loaders(eval_size=37)["val"]
-    results = evaluate(model, loader, torch.device("cpu"))
-    dataset = loader.dataset
-    with torch.no_grad():
-        logits = model(dataset.images, gaze=dataset.gaze)
-    assert results["num_samples"] == 37 and results["ids"] == [f"s{i:03d}" for i in range(37)]
-    np.testing.assert_array_equal(results["labels"], dataset.labels.numpy())
-    np.testing.assert_allclose(results["probabilities"], logits.softmax(1).numpy(), atol=1e-6)
-    top1 = 100 * (logits.argmax(1) == dataset.labels).float().mean().item()
-    assert results["top1"] == pytest.approx(top1)
-    assert results["loss"] == pytest.approx(F.cross_entropy(logits, dataset.labels).item(), rel=1e-5)
-    assert results["top5"] == 100.0  # top-C with C = 4 < 5 classes
-
-
-# --------------------------------------------------------------------------- fit
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("fit") / "runs" / "toy"
@@ -263,7 +72,7 @@ def test_fit_writes_every_artefact(fitted):
     assert json.loads((run_dir / "summary.json").read_text()) == json.loads(json.dumps(summary))
     report = json.loads((run_dir / "classification_report.json").read_text())
     assert report["top1"] == pytest.approx(summary["test"]["top1"])
-    assert "bird_0" in report["per_class_accuracy"]  # class names from dataset.classes
+    assert "bird_0" in report["per_class_accuracy"]  # class names from dataset.class_names
     assert "loss_ce" in (run_dir / "train.log").read_text()
 
 
@@ -280,8 +89,6 @@ def test_checkpoints_load_with_weights_only(fitted):
     load_checkpoint(run_dir / "ckpt_best.pt", model)
     results = evaluate(model, make_loaders()["test"], torch.device("cpu"))
     assert results["top1"] == pytest.approx(summary["test"]["top1"])
-
-
 def run_fit(run_dir: Path, crash_at_epoch=None, **overrides) -> tuple[dict, ToyNet]:
     model = new_model()
     model.crash_at_epoch = crash_at_epoch
@@ -361,49 +168,11 @@ def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path):
     assert not stale.exists() and live.exists() and unrelated.exists()
 
 
-@pytest.mark.parametrize("content, message", [(b"", "the file is empty"), (b"PK\x03\x04trunc", "truncated or corrupted")])
-def test_unreadable_checkpoint_files_are_named(tmp_path, content, message):
-    path = tmp_path / "ckpt_last.pt"
-    path.write_bytes(content)
-    with pytest.raises(ValueError, match=f"{path}: .*{message}"):
-        load_checkpoint(path, new_model())
-    good = save_checkpoint(tmp_path / "good.pt", make_checkpoint(new_model(), epoch=1))
-    path.write_bytes(good.read_bytes()[:200])  # cut short, as by a kill without the atomic rename
-    with pytest.raises(ValueError, match=f"{path}: cannot be read as a torch file"):
-        load_checkpoint(path, new_model())
-
-
-# --------------------------------------------------------------------------- checkpoints
-def test_load_checkpoint_errors_and_prefixes(tmp_path):
-    model = new_model()
-    checkpoint = make_checkpoint(model, epoch=1, config={"path": Path("x")})
-    path = save_checkpoint(tmp_path / "ckpt.pt", checkpoint)
-    with pytest.raises(ValueError, match=r"'toy'.*'other'"):
-        load_checkpoint(path, OtherNet())
-    with pytest.raises(ValueError, match=r"'toy'.*'gat'"):
-        load_checkpoint(path, expected_model_name="gat")
-    with pytest.raises(FileNotFoundError, match="missing.pt"):
-        load_checkpoint(tmp_path / "missing.pt", model)
-    # DDP / torch.compile prefixes are stripped
-    checkpoint["model"] = {f"module._orig_mod.{k}": v for k, v in checkpoint["model"].items()}
-    save_checkpoint(path, checkpoint)
-    fresh = ToyNet()
-    loaded = load_checkpoint(path, fresh)
-    assert loaded["config"] == {"path": "x"} and loaded["model_name"] == "toy"
-    torch.testing.assert_close(fresh.fc.weight, model.fc.weight)
-    # weights of a different shape name the file and the model
-    checkpoint["model"] = {"fc.weight": torch.zeros(3, 3)}
-    save_checkpoint(path, checkpoint)
-    with pytest.raises(ValueError, match="ckpt.pt.*ToyNet"):
-        load_checkpoint(path, ToyNet())
-
-
 def test_engine_defaults_are_config_types():
     for key, value in ENGINE_DEFAULTS.items():
         assert value is None or isinstance(value, (bool, int, float, str, list)), key
 
 
-# --------------------------------------------------------------------------- DDP
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -485,73 +254,6 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert [r["main_after_fit"] for r in ranks] == [True, False]
 
 
-# --------------------------------------------------------------------------- logging pieces the engine uses
-def test_metrics_csv_rows_columns_and_truncation(tmp_path):
-    from gaze.engine.logging import append_metrics_row, read_metrics, truncate_metrics
-
-    path = tmp_path / "metrics.csv"
-    append_metrics_row(path, {"epoch": 1, "lr": 0.1, "train_loss": 2.0})
-    append_metrics_row(path, {"epoch": 2, "lr": 0.1, "train_loss": 1.5, "val_top1": 40.0})
-    append_metrics_row(path, {"epoch": 2, "lr": 0.1, "train_loss": 1.4, "val_top1": 41.0})  # epoch re-run
-    table = read_metrics(path)
-    assert list(table.columns) == ["epoch", "lr", "train_loss", "val_top1"]
-    assert table["epoch"].tolist() == [1, 2] and table["train_loss"].tolist() == [2.0, 1.4]
-    assert math.isnan(table["val_top1"][0])
-    truncate_metrics(path, last_epoch=1)
-    assert read_metrics(path)["epoch"].tolist() == [1]
-
-
-def test_progress_log_lines_and_tqdm(caplog, monkeypatch):
-    import logging
-
-    from gaze.engine.logging import Progress, get_logger
-
-    monkeypatch.setattr(get_logger(), "propagate", True)  # let caplog see the lines
-    with caplog.at_level(logging.INFO, logger="gaze"):
-        progress = Progress(range(5), "epoch 1", log_interval=2, use_tqdm=False)
-        for step in progress:
-            progress.update(4, lr=0.1, loss=float(step))
-    lines = [r.getMessage() for r in caplog.records]
-    assert [line.split("]")[0] for line in lines] == ["epoch 1 [2/5", "epoch 1 [4/5", "epoch 1 [5/5"]
-    assert "loss 2.0000 lr 1.00e-01 img/s" in lines[-1] and progress.means() == {"loss": 2.0}
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="gaze"):
-        bar = Progress(range(3), "epoch 2", use_tqdm=True)
-        for _ in bar:
-            bar.update(1, loss=1.0)
-    assert not caplog.records  # the bar replaces the lines
-    silent = Progress(range(3), "rank 1", enabled=False)
-    for _ in silent:
-        silent.update(1, loss=1.0)
-    assert silent.means() == {"loss": 1.0}
-
-
-def test_tensorboard_is_lazy_and_rank_zero_only(tmp_path):
-    from gaze.engine.logging import TensorBoard
-
-    off = TensorBoard(tmp_path / "off", enabled=False)
-    off.add_scalars({"loss": 1.0}, step=1, prefix="train")
-    off.add_image("overlay", np.zeros((4, 4, 3), np.uint8), step=1)
-    assert not (tmp_path / "off").exists()
-    board = TensorBoard(tmp_path / "on")
-    assert not (tmp_path / "on").exists()  # nothing until the first value
-    board.add_scalars({"loss": 1.0, "name": "skipped"}, step=1, prefix="train")
-    board.add_image("overlay", np.zeros((4, 4, 3), np.uint8), step=1)
-    board.close()
-    assert list((tmp_path / "on").glob("events.out.tfevents.*"))
-
-
-def test_amp_is_cuda_only():
-    from gaze.engine.fit import amp_dtype
-
-    assert amp_dtype("bf16", torch.device("cpu")) is None
-    assert amp_dtype(False, torch.device("cuda")) is None and amp_dtype(None, torch.device("cuda")) is None
-    assert amp_dtype("bf16", torch.device("cuda")) == torch.bfloat16
-    assert amp_dtype("fp16", torch.device("cuda")) == torch.float16
-    with pytest.raises(ValueError, match="'amp'.*'int8'"):
-        amp_dtype("int8", torch.device("cuda"))
-
-
 def test_fit_rejects_bad_select_metric(tmp_path):
     with pytest.raises(ValueError, match="'select_metric'.*'test_top1'"):
         fit(new_model(), make_loaders(), make_config(select_metric="test_top1"), tmp_path)
@@ -569,9 +271,11 @@ def test_fit_without_validation_keeps_the_last_epoch(tmp_path):
             fit(new_model(), loaders, make_config(**schedule), tmp_path / "watching")
 
 
-# --------------------------------------------------------------------------- plateau, early stop, model loss
 def test_plateau_step_drops_lr_and_reloads_best(tmp_path):
-    from gaze.engine.fit import CKPT_BEST, _plateau_step, build_plateau, get_logger
+    from gaze.engine.checkpoint import CKPT_BEST
+    from gaze.engine.fit import Run, _plateau_step
+    from gaze.engine.logging import get_logger
+    from gaze.engine.optim import build_plateau
 
     model = new_model()
     optimizer = build_optimizer(model.parameters(), {"optimizer": "adam", "init_lr": 0.01, "weight_decay": 0})
@@ -583,7 +287,8 @@ def test_plateau_step_drops_lr_and_reloads_best(tmp_path):
     plateau.step(1.0)  # epoch 1: the best so far
     with torch.no_grad():
         model.fc.weight.add_(1.0)  # epoch 2 moved the weights ...
-    _plateau_step(plateau, 2.0, model, optimizer, tmp_path, config, improved=False, logger=get_logger())
+    run = Run(tmp_path, config, info=None, logger=get_logger())
+    _plateau_step(run, plateau, 2.0, model, optimizer, improved=False)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.001)  # ... did not improve: lr x 0.1
     torch.testing.assert_close(model.fc.weight, best_weights["fc.weight"])  # and the best weights are back
 
@@ -613,12 +318,56 @@ def test_early_stop_after_patience_without_improvement(tmp_path):
     assert sorted(model.seen) == [1, 2, 3] and summary["best_epoch"] == 1
 
 
-def test_evaluate_with_model_loss_averages_the_model_total():
-    model = new_model().eval()
-    loader = DataLoader(ToyDataset(20, seed=3), batch_size=8)
-    results = evaluate(model, loader, torch.device("cpu"), model_loss=True)
-    with torch.no_grad():
-        totals = [(float(model.loss(batch)["loss"]), len(batch["label"])) for batch in loader]
-    expected = sum(t * n for t, n in totals) / 20
-    assert results["loss"] == pytest.approx(expected, rel=1e-6)
-    assert results["num_samples"] == 20 and 0 <= results["top1"] <= 100
+# --------------------------------------------------------------------------- phases, model metrics
+def phase_run(run_dir: Path, crash_at_epoch=None) -> tuple[list[dict], ToyNet]:
+    from gaze.engine.fit import Phase, fit_phases
+
+    model = new_model()
+    model.crash_at_epoch = crash_at_epoch
+    phases = [Phase("phase1", make_loaders(), {"end_epoch": 2}),
+              Phase("phase2", make_loaders(), {"end_epoch": 3, "init_lr": 0.02})]
+    return fit_phases(model, phases, make_config(write_reports=False), run_dir), model
+
+
+def test_phases_start_from_the_previous_best_and_resume_exactly(tmp_path):
+    summaries, model = phase_run(tmp_path / "straight")
+    assert [s["run_dir"] for s in summaries] == [str(tmp_path / "straight" / p) for p in ("phase1", "phase2")]
+    assert model.phase == 2 and sorted(model.seen) == [1, 2, 3]  # phase 2 trained epochs 1-3
+    from gaze.engine.fit import Phase, fit_phases
+
+    # a phase with lr 0 keeps the weights it starts from: those are the previous phase's best
+    phases = [Phase("a", make_loaders(), {"end_epoch": 2}), Phase("b", make_loaders(), {"init_lr": 0.0, "end_epoch": 1})]
+    fit_phases(new_model(), phases, make_config(write_reports=False), tmp_path / "zero")
+    start = torch.load(tmp_path / "zero" / "a" / "ckpt_best.pt", weights_only=True)["model"]
+    after = torch.load(tmp_path / "zero" / "b" / "ckpt_last.pt", weights_only=True)["model"]
+    last_of_a = torch.load(tmp_path / "zero" / "a" / "ckpt_last.pt", weights_only=True)
+    for key in ("conv.weight", "fc.weight", "fc.bias"):
+        torch.testing.assert_close(after[key], start[key], rtol=0, atol=0, msg=key)
+    assert last_of_a["best_epoch"] in (1, 2)
+    with pytest.raises(KeyboardInterrupt):  # killed in phase 2, epoch 3
+        phase_run(tmp_path / "killed", crash_at_epoch=3)
+    phase_run(tmp_path / "killed")
+    assert_same_run(tmp_path / "straight" / "phase2", tmp_path / "killed" / "phase2")
+    with pytest.raises(ValueError, match="distinct"):
+        fit_phases(new_model(), [Phase("p", {}), Phase("p", {})], make_config(), tmp_path / "dup")
+
+
+class ConfidenceNet(ToyNet):
+    """Reports the mean top probability as a validation metric."""
+
+    def predict(self, batch):
+        logits = super().predict(batch)
+        return {"logits": logits, "confidence": logits.softmax(1).amax(1)}
+
+
+def test_selection_on_a_metric_the_model_reports(tmp_path):
+    torch.manual_seed(0)
+    model = ConfidenceNet()
+    summary = fit(model, make_loaders(), make_config(end_epoch=3, select_metric="confidence", write_reports=False),
+                  tmp_path / "run")
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert summary["best_epoch"] == int(metrics["epoch"][metrics["val_confidence"].idxmax()])
+    assert summary["val"]["confidence"] == pytest.approx(metrics["val_confidence"].max(), rel=1e-6)
+    assert summary["eval_protocol"] == "single"
+    with pytest.raises(ValueError, match="'nope' is not reported .* \\(reported: .*confidence"):
+        fit(ConfidenceNet(), make_loaders(), make_config(end_epoch=1, select_metric="nope"), tmp_path / "bad")

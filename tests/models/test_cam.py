@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from gaze.models.cam import grad_cam
 from gaze.models import create_model
+from gaze.models.cam import grad_cam
 
 SIZE = 64
 
@@ -15,7 +15,7 @@ SIZE = 64
 class ToyModel(nn.Module):
     """Feature channel k = colour channel k (pooled 4x4); logit k = mean of feature k."""
 
-    cam_layer = "backbone"
+    cam_layers = {"Grad-CAM": "backbone"}
 
     def __init__(self):
         super().__init__()

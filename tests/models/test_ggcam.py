@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-
 import math
 
 import pytest
@@ -218,5 +217,5 @@ def test_adam_steps_lower_the_loss():
 def test_registry_builds_ggcam():
     model = create_model("ggcam", num_classes=5, backbone="resnet18", input_size=(SIZE, SIZE))
     assert isinstance(model, GGCAM) and model.name == "ggcam" and model.epoch == 1
-    assert model.cam_layer == "backbone" and model.get_submodule(model.cam_layer) is model.backbone
+    assert model.cam_layers == {"Grad-CAM": "backbone"} and model.get_submodule(model.cam_layers["Grad-CAM"]) is model.backbone
     assert model(torch.randn(2, 3, SIZE, SIZE)).shape == (2, 5)

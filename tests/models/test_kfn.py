@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
 import numpy as np
+import pytest
 import torch
 
+from gaze.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from gaze.models import create_model
-from gaze.models.backbones import IMAGENET_MEAN, IMAGENET_STD
 
 SIZE = 64
 MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)

@@ -8,10 +8,9 @@ import torch
 import torchvision
 from torch import nn
 
+from gaze.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from gaze.models import create_model, list_models, register_model
 from gaze.models.backbones import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     create_backbone,
     global_pool,
     load_backbone_weights,
@@ -73,6 +72,31 @@ def test_backbone_feature_shapes():
     encoder = create_backbone("efficientnet_b0", encoder_only=True)  # smp-style, cxr §2.3
     assert encoder.num_features == 320
     assert encoder(torch.randn(1, 3, SIZE, SIZE)).shape == (1, 320, 2, 2)
+
+
+def test_backbone_stages_and_output_stride(tmp_path):
+    """out_indices returns the requested stages (torchvision's layer1-4 with the same file);
+    output_stride=16 dilates layer4: a 4x4 map at 64 px instead of 2x2."""
+    reference = torchvision.models.resnet18(weights=None).eval()
+    torch.save(reference.state_dict(), tmp_path / "r18.pth")
+    staged = create_backbone("resnet18", tmp_path / "r18.pth", out_indices=(1, 2, 3, 4)).eval()
+    assert staged.stage_channels == [64, 128, 256, 512] and staged.stage_reductions == [4, 8, 16, 32]
+    images = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        stages = staged.forward_stages(images)
+        x = reference.maxpool(reference.relu(reference.bn1(reference.conv1(images))))
+        expected = []
+        for layer in (reference.layer1, reference.layer2, reference.layer3, reference.layer4):
+            x = layer(x)
+            expected.append(x)
+        default = create_backbone("resnet18", tmp_path / "r18.pth").eval()
+        torch.testing.assert_close(staged(images), default(images))  # the last-stage use is unchanged
+    for got, want in zip(stages, expected):
+        torch.testing.assert_close(got, want)
+    dilated = create_backbone("resnet18", tmp_path / "r18.pth", output_stride=16).eval()
+    assert dilated.stage_reductions == [16] and dilated(images).shape == (2, 512, SIZE // 16, SIZE // 16)
+    lite0 = create_backbone("tf_efficientnet_lite0", out_indices=(1, 2, 3, 4))
+    assert lite0.stage_channels == [24, 40, 112, 320] and lite0.num_features == 320
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])

@@ -1,4 +1,4 @@
-"""Tests for cxr/prepare.py: hold-out, 5-fold CV and GG-CAM splits, all patient-disjoint."""
+"""gaze/data/patient_splits.py: hold-out, 5-fold CV and GG-CAM splits, all patient-disjoint."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxr.prepare import (
+from gaze.data.patient_splits import (
     build_split_table,
     carve_validation,
     check_patient_disjoint,

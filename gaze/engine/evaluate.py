@@ -1,0 +1,163 @@
+"""Evaluation through a named protocol: accuracy, loss, per-sample outputs and model metrics.
+
+A protocol is a function ``(model, batch) -> logits`` (or a dict with ``logits`` and
+per-sample metrics) registered with :func:`register_protocol`; ``eval_protocol`` in the
+config chooses it and its name is written beside every number :func:`evaluate` returns.
+'single' (one view: ``model.predict(batch)``) and 'flip' (the mean logits of the view and
+its horizontal mirror) are built in; CAL's and PIM's views register beside them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DistributedSampler
+
+from gaze.engine.dist import all_gather_objects, is_distributed
+from gaze.engine.loop import autocast, unwrap_model
+
+#: Config keys this module reads, with the values used when a config lacks them.
+EVAL_DEFAULTS = {
+    "eval_protocol": "single",   # a registered evaluation protocol: 'single' (one view) | 'flip' (+ mirror) | ...
+    "val_loss": "ce",            # validation 'loss': 'ce' (cross-entropy) | 'model' (the model's own loss(batch), e.g. GG-CAM's whole sum)
+}
+
+#: Built-in metrics of every evaluation; models and protocols add per-sample ones.
+BASE_METRICS = ("top1", "top5", "loss")
+
+#: name -> protocol ``(model, batch) -> logits (B, C) | {"logits": (B, C), "<metric>": (B,), ...}``.
+EVAL_PROTOCOLS: dict[str, Callable[[nn.Module, dict], Tensor | dict]] = {}
+
+
+def register_protocol(name: str) -> Callable:
+    """Decorator adding an evaluation protocol under ``name``; a second one of that name raises."""
+
+    def wrap(protocol: Callable[[nn.Module, dict], Tensor | dict]) -> Callable[[nn.Module, dict], Tensor | dict]:
+        if name in EVAL_PROTOCOLS:
+            raise ValueError(f"evaluation protocol {name!r} is already registered")
+        EVAL_PROTOCOLS[name] = protocol
+        return protocol
+
+    return wrap
+
+
+@register_protocol("single")
+def single_view(model: nn.Module, batch: dict) -> Tensor | dict:
+    """One view: the model's own ``predict(batch)`` (resize + centre crop as the loader gives it)."""
+    return model.predict(batch)
+
+
+@register_protocol("flip")
+def flip_views(model: nn.Module, batch: dict) -> Tensor:
+    """The mean logits of the view and its horizontal mirror (gaze and mask mirrored with it)."""
+    mirrored = {key: value.flip(-1) if key in ("image", "gaze", "mask", "masked_image") and value is not None
+                else value for key, value in batch.items()}
+    return (_logits(model.predict(batch)) + _logits(model.predict(mirrored))) / 2
+
+
+def check_protocol(name: str) -> None:
+    """Raise ValueError naming the registered protocols when ``name`` is not one."""
+    if name not in EVAL_PROTOCOLS:
+        raise ValueError(f"config key 'eval_protocol': expected one of {', '.join(sorted(EVAL_PROTOCOLS))}, got {name!r}")
+
+
+def _logits(output: Tensor | Mapping) -> Tensor:
+    return output["logits"] if isinstance(output, Mapping) else output
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module, loader: Iterable, device: torch.device, amp: torch.dtype | None = None,
+    model_loss: bool = False, protocol: str = "single",
+) -> dict:
+    """Top-1/top-5 accuracy, mean loss, model metrics and per-sample outputs of ``loader``.
+
+    Calls the evaluation ``protocol`` (default 'single': ``model.predict(batch)``); with
+    ``model_loss`` it calls ``model.loss(batch)`` instead (in eval mode) and ``loss`` is the
+    mean of the model's own total loss (GG-CAM selects and schedules on its whole weighted
+    sum, cxr.md §3.4), the batch means weighted by batch size. Under DDP with a
+    DistributedSampler, the ranks' outputs are gathered and the sampler's padding removed,
+    so every sample counts exactly once and every rank returns the same result.
+
+    Returns:
+        ``top1``, ``top5`` (% ; top-5 is top-C when C < 5), ``loss`` (mean CE, or model loss),
+        the mean of every per-sample metric the protocol returns, ``num_samples``,
+        ``protocol`` (its name), and in dataset order ``ids`` (list of str), ``labels`` (N,)
+        int64, ``probabilities`` (N, C) float32 softmax.
+    """
+    check_protocol(protocol)
+    model = unwrap_model(model)
+    model.eval()
+    ids, columns = [], {"labels": [], "probabilities": [], "losses": []}
+    for batch in loader:
+        images = batch["image"].to(device, non_blocking=True)  # (B, 3, H, W)
+        batch_labels = batch["label"].to(device, non_blocking=True)  # (B,)
+        gaze_maps = batch.get("gaze")
+        gaze_maps = gaze_maps.to(device, non_blocking=True) if gaze_maps is not None else None
+        on_device = {**batch, "image": images, "label": batch_labels, "gaze": gaze_maps}
+        with autocast(device, amp):
+            outputs = model.loss(on_device) if model_loss else EVAL_PROTOCOLS[protocol](model, on_device)
+        logits = _logits(outputs).float()  # (B, C)
+        if model_loss:
+            columns["losses"].append(outputs["loss"].detach().float().cpu().expand(len(batch_labels)))
+        else:
+            columns["losses"].append(F.cross_entropy(logits, batch_labels, reduction="none").cpu())
+            for name, values in (outputs.items() if isinstance(outputs, Mapping) else ()):
+                if name == "logits":
+                    continue
+                if values.numel() != len(batch_labels):
+                    raise ValueError(f"evaluation protocol {protocol!r}: metric {name!r} has {values.numel()} values "
+                                     f"for {len(batch_labels)} samples (expected one per sample)")
+                columns.setdefault(f"metric_{name}", []).append(values.detach().float().reshape(-1).cpu())
+        columns["probabilities"].append(logits.softmax(dim=1).cpu())
+        columns["labels"].append(batch_labels.cpu())
+        ids.extend(str(i) for i in batch.get("id", range(len(ids), len(ids) + len(batch_labels))))
+    outputs = {"ids": ids, **{key: _joined(key, values) for key, values in columns.items()}}
+    sampler = getattr(loader, "sampler", None)
+    if is_distributed() and isinstance(sampler, DistributedSampler):
+        outputs = _gather_shards(outputs, list(iter(sampler))[: len(ids)])
+    return {**_accuracy_summary(outputs), "protocol": protocol}
+
+
+def _joined(key: str, values: list[Tensor]) -> np.ndarray:
+    if values:
+        return torch.cat(values).numpy()
+    return np.zeros((0, 0), np.float32) if key == "probabilities" else np.zeros(0, np.int64 if key == "labels" else np.float32)
+
+
+def _gather_shards(outputs: dict, indices: list[int]) -> dict:
+    """Join every rank's outputs in dataset order, keeping each dataset index once."""
+    shards = all_gather_objects((indices, outputs))
+    all_indices = np.concatenate([np.asarray(i, dtype=np.int64) for i, _ in shards])
+    _, first = np.unique(all_indices, return_index=True)  # sorted; drops the padding repeats
+    arrays = [key for key in outputs if key != "ids"]
+    joined = {
+        "ids": [i for _, shard in shards for i in shard["ids"]],
+        **{key: np.concatenate([shard[key] for _, shard in shards]) for key in arrays},
+    }
+    return {"ids": [joined["ids"][k] for k in first], **{key: joined[key][first] for key in arrays}}
+
+
+def _accuracy_summary(outputs: dict) -> dict:
+    """Add top1, top5, loss, the metric means and num_samples (drops the per-sample columns)."""
+    outputs = dict(outputs)
+    losses, labels, probabilities = outputs.pop("losses"), outputs["labels"], outputs["probabilities"]
+    metrics = {key[len("metric_"):]: outputs.pop(key) for key in list(outputs) if key.startswith("metric_")}
+    count = len(labels)
+    if count == 0:
+        return {**outputs, "top1": float("nan"), "top5": float("nan"), "loss": float("nan"), "num_samples": 0}
+    k = min(5, probabilities.shape[1])
+    top = torch.from_numpy(probabilities).topk(k, dim=1).indices.numpy()  # (N, k)
+    hits = top == labels[:, None]
+    return {
+        **outputs,
+        "top1": 100.0 * float(hits[:, 0].mean()),
+        "top5": 100.0 * float(hits.any(axis=1).mean()),
+        "loss": float(losses.mean()),
+        **{name: float(values.mean()) for name, values in metrics.items()},
+        "num_samples": count,
+    }
