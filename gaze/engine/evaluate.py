@@ -19,6 +19,7 @@ from torch.utils.data import DistributedSampler
 
 from gaze.engine.dist import all_gather_objects, is_distributed
 from gaze.engine.loop import autocast, unwrap_model
+from gaze.registries import registrar
 
 #: Config keys this module reads, with the values used when a config lacks them.
 EVAL_DEFAULTS = {
@@ -33,16 +34,8 @@ BASE_METRICS = ("top1", "top5", "loss")
 EVAL_PROTOCOLS: dict[str, Callable[[nn.Module, dict], Tensor | dict]] = {}
 
 
-def register_protocol(name: str) -> Callable:
-    """Decorator adding an evaluation protocol under ``name``; a second one of that name raises."""
-
-    def wrap(protocol: Callable[[nn.Module, dict], Tensor | dict]) -> Callable[[nn.Module, dict], Tensor | dict]:
-        if name in EVAL_PROTOCOLS:
-            raise ValueError(f"evaluation protocol {name!r} is already registered")
-        EVAL_PROTOCOLS[name] = protocol
-        return protocol
-
-    return wrap
+#: ``@register_protocol(name)`` adds a protocol to :data:`EVAL_PROTOCOLS`.
+register_protocol = registrar(EVAL_PROTOCOLS, "evaluation protocol")
 
 
 @register_protocol("single")

@@ -16,6 +16,8 @@ from typing import Callable, Iterable, Mapping
 
 import torch
 
+from gaze.registries import registrar
+
 #: Config keys this module reads, with the values used when a config lacks them: the
 #: published CUB-GHA recipe (cub_pim.md §1.3: SGD momentum 0.9, lr 1e-3, weight decay
 #: 1e-4, MultiStepLR [50, 100] x0.1 per epoch, 150 epochs).
@@ -52,16 +54,8 @@ class ScheduleSpan:
 SCHEDULES: dict[str, Callable[[int, ScheduleSpan], float]] = {}
 
 
-def register_schedule(name: str) -> Callable:
-    """Decorator adding a per-iteration lr law under ``name``; a second law of that name raises."""
-
-    def wrap(law: Callable[[int, ScheduleSpan], float]) -> Callable[[int, ScheduleSpan], float]:
-        if name in SCHEDULES:
-            raise ValueError(f"schedule {name!r} is already registered")
-        SCHEDULES[name] = law
-        return law
-
-    return wrap
+#: ``@register_schedule(name)`` adds a law ``(step, span) -> factor`` to :data:`SCHEDULES`.
+register_schedule = registrar(SCHEDULES, "schedule")
 
 
 @register_schedule("multistep")
