@@ -21,6 +21,9 @@ pretrain_path = 'package:efficientnet-lite0'  # ImageNet weights, a local file o
 init_from = None              # start from this checkpoint (ours or a released best.pth) of the same model; KFN also takes a GAT one (both branches); a resumed run continues from its own checkpoint
 GAT_pretrained = None         # the published name of init_from for KFN: both branches from this GAT checkpoint; published: False / '<gat>/best/best.pth'
 dropout = None                # on the pooled embedding; None: the method's published value (GAT, baseline: 0.5; KFN: 0)
+gaze_threshold = None         # HAFC's mask minmax(map) > t (cxr §2.1): KFN's masked image, GAT's window map, GRADIA's mask from gaze; None: the map itself (GAT, KFN as published), 0.3 (GRADIA)
+phase_epochs = None           # GRADIA: epochs of each phase, e.g. [5, 5]; None: end_epoch shared equally
+phase = None                  # GRADIA: run only this phase (2: fine-tune from init_from); None: all
 masked_image_crop = 'shared'  # KFN: 'shared' (image and masked image share one crop and flip) | 'independent' (published: drawn apart, cub_pim §1.7)
 
 # --- data

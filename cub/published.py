@@ -26,4 +26,7 @@ PUBLISHED: dict[str, dict[str, tuple[object, str]]] = {
                                              "image's (the same transform object called twice, cub_pim §1.7)"),
     },
     "baseline": dict(_TEST_SELECTION),
+    "gradia": {
+        "init_lr": (1e-4, "Adam lr 1e-4 in both phases (GRADIA.py, gradia_cal.md A5-A6)"),
+    },
 }

@@ -24,6 +24,8 @@ drop_path_rate = 0.0          # GAT/KFN/baseline: stochastic depth of the backbo
 head_init = 'default'         # GAT/KFN/baseline classifier: 'default' (nn.Linear) | 'xavier' (xavier-uniform, zero bias: smp's ClassificationHead of HAFC's GAT)
 window_preset = 'cxr'         # GAT window geometry: 'cxr' (HAFC: 224-px reference, stride 2, cxr §2.3) | 'cub' (448-px reference, stride 8)
 gaze_threshold = 0.3          # HAFC mask minmax(map) > 0.3: KFN's masked image and GAT's window map y_hm = map * mask (cxr §2.1); None: the map itself
+phase_epochs = None           # GRADIA: epochs of each phase, e.g. [2, 2]; None: end_epoch shared equally
+phase = None                  # GRADIA: run only this phase (2: fine-tune from init_from); None: all
 window_crop = 'scored'        # GAT: 'scored' crops exactly the scored window | 'published': one pixel up/left and larger (cxr §2.3)
 window_loss_from_epoch = 3    # GAT: the window CE joins from this 1-based epoch (published: `if epoch < 2` on 0-based epochs, i.e. from the third; cxr §2.3)
 init_from = None              # start every fold from this checkpoint of the same model (KFN: a GAT one initialises both branches); a resumed fold continues from its own checkpoint

@@ -22,6 +22,8 @@ from gaze.engine.logging import read_metrics
 from gaze.models.base import GazeModel
 from gaze.viz.plots import plot_training_curves
 
+#: The engine's own test numbers; any other (a model's metric, e.g. GRADIA's attention_iou) joins the fold row.
+ENGINE_METRICS = ("top1", "top5", "loss", "num_samples")
 #: Fold metrics (classification_report.json key -> column), all on the fold's test images.
 FOLD_METRICS = {"top1": "accuracy", "macro_f1": "macro_f1", "weighted_f1": "weighted_f1",
                 "roc_auc_ovr": "auc_ovr", "roc_auc_ovo": "auc_ovo"}
@@ -53,7 +55,9 @@ def write_fold_artefacts(model: GazeModel, config: dict, fold_dir: Path, k: int,
     }
     params.update(model.describe())
     _write_json(fold_dir / "params.json", params)
-    return fold_row(k, summary["best_epoch"], report)
+    row = fold_row(k, summary["best_epoch"], report)
+    row.update({name: value for name, value in (summary["test"] or {}).items() if name not in ENGINE_METRICS})
+    return row
 
 
 def write_classification_results(fold_dir: Path) -> Path:
@@ -78,7 +82,9 @@ def write_cv_summary(rows: Sequence[dict], config: dict, out_dir: Path) -> str:
     with atomic_path(out_dir / "cv_metrics.csv") as temporary:
         table.to_csv(temporary, index=False)
     stats = {}
-    for column in FOLD_METRICS.values():
+    model_metrics = [column for column in table.columns if column not in ("fold", "best_epoch", "test_images",
+                                                                          *FOLD_METRICS.values())]
+    for column in [*FOLD_METRICS.values(), *model_metrics]:
         values = pd.to_numeric(table[column], errors="coerce").dropna().to_numpy(dtype=float)
         stats[column] = {"mean": float(values.mean()) if len(values) else None,
                          "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0 if len(values) else None,
@@ -91,9 +97,9 @@ def write_cv_summary(rows: Sequence[dict], config: dict, out_dir: Path) -> str:
     selection = "TEST fold (optimistic, as published)" if config["select_on_test"] else "validation patients"
     lines = [f"{config['model_type']} ({config['backbone']}, {config['split']}, {len(table)} run(s), "
              f"best epoch on {selection}, protocol {config['eval_protocol']!r}) -> {out_dir}"]
-    for column, label, scale in (("accuracy", "accuracy (%)", 1.0), ("auc_ovr", "macro AUC (OvR)", 1.0),
-                                 ("macro_f1", "macro F1", 1.0)):
+    labels = {"accuracy": "accuracy (%)", "auc_ovr": "macro AUC (OvR)", "macro_f1": "macro F1"}
+    for column, label in [*labels.items(), *((column, column) for column in model_metrics)]:
         value = stats[column]
         if value["mean"] is not None:
-            lines.append(f"  {label:16s} {value['mean'] * scale:.3f} +- {value['std'] * scale:.3f}")
+            lines.append(f"  {label:16s} {value['mean']:.3f} +- {value['std']:.3f}")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ A killed run continues where it stopped when started again with the same config.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from cxr.experiment import (
     build_catalogue,
@@ -34,7 +35,7 @@ from cxr.experiment import (
 from cxr.reports import write_cv_summary, write_fold_artefacts
 from gaze.config import ConfigError
 from gaze.engine.dist import barrier, distributed_session, is_main_process
-from gaze.engine.fit import fit
+from gaze.engine.fit import train_model
 from gaze.engine.logging import report_logger
 from gaze.viz.panels import write_cam_panels
 
@@ -62,8 +63,8 @@ def train_folds(config: dict) -> int:
             report_logger().info(f"--- {config['model_type']} {name} ({config['split']}, rseed {config['rseed']})")
         loaders = build_loaders(config, catalogue, table, k)
         model = build_model(config, k)
-        fold_dir = out_dir / name
-        summary = fit(model, loaders, config, fold_dir)
+        summary = train_model(model, loaders, config, out_dir / name)
+        fold_dir = Path(summary["run_dir"])  # the fold's folder; a phased method's last phase
         if is_main_process():
             fold_results.append(write_fold_artefacts(model, config, fold_dir, k, summary))
             if config["gcam_viz"]:

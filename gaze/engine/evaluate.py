@@ -62,7 +62,7 @@ def _logits(output: Tensor | Mapping) -> Tensor:
     return output["logits"] if isinstance(output, Mapping) else output
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: a protocol may re-enable gradients (Grad-CAM metrics)
 def evaluate(
     model: nn.Module, loader: Iterable, device: torch.device, amp: torch.dtype | None = None,
     model_loss: bool = False, protocol: str = "single",
@@ -78,7 +78,8 @@ def evaluate(
 
     Returns:
         ``top1``, ``top5`` (% ; top-5 is top-C when C < 5), ``loss`` (mean CE, or model loss),
-        the mean of every per-sample metric the protocol returns, ``num_samples``,
+        the mean of every per-sample metric the protocol returns (over the samples where it
+        is not NaN, e.g. images with a human mask), ``num_samples``,
         ``protocol`` (its name), and in dataset order ``ids`` (list of str), ``labels`` (N,)
         int64, ``probabilities`` (N, C) float32 softmax.
     """
@@ -135,6 +136,12 @@ def _gather_shards(outputs: dict, indices: list[int]) -> dict:
     return {"ids": [joined["ids"][k] for k in first], **{key: joined[key][first] for key in arrays}}
 
 
+def _nanmean(values: np.ndarray) -> float:
+    """Mean over the samples a metric applies to (NaN marks the others); NaN when none."""
+    known = values[~np.isnan(values)]
+    return float(known.mean()) if len(known) else float("nan")
+
+
 def _accuracy_summary(outputs: dict) -> dict:
     """Add top1, top5, loss, the metric means and num_samples (drops the per-sample columns)."""
     outputs = dict(outputs)
@@ -151,6 +158,6 @@ def _accuracy_summary(outputs: dict) -> dict:
         "top1": 100.0 * float(hits[:, 0].mean()),
         "top5": 100.0 * float(hits.any(axis=1).mean()),
         "loss": float(losses.mean()),
-        **{name: float(values.mean()) for name, values in metrics.items()},
+        **{name: _nanmean(values) for name, values in metrics.items()},
         "num_samples": count,
     }

@@ -163,13 +163,14 @@ def fit(model: nn.Module, loaders: Mapping[str, DataLoader], config: Mapping, ru
         return _fit(model, loaders, config, Path(run_dir), device, info)
 
 
-def fit_phases(model: nn.Module, phases: Sequence[Phase], config: Mapping, run_dir: str | os.PathLike) -> list[dict]:
+def fit_phases(model: nn.Module, phases: Sequence[Phase], config: Mapping, run_dir: str | os.PathLike,
+               first: int = 1) -> list[dict]:
     """Consecutive fits in one run folder, each starting from the previous phase's best weights.
 
-    Phase k (1-based) trains in ``<run_dir>/<phase.name>/`` with ``config`` updated by
-    ``phase.config``; the engine sets ``model.phase = k`` first (GRADIA's phase 2 changes
-    its loss). A killed run resumes: finished phases reload their best weights from their
-    folder, the interrupted one continues from its ``ckpt_last.pt``.
+    Phase k (``first``, ``first + 1``, ...) trains in ``<run_dir>/<phase.name>/`` with
+    ``config`` updated by ``phase.config``; the engine sets ``model.phase = k`` first
+    (GRADIA's phase 2 changes its loss). A killed run resumes: finished phases reload their
+    best weights from their folder, the interrupted one continues from its ``ckpt_last.pt``.
 
     Returns:
         the :func:`fit` summary of every phase, in order.
@@ -178,10 +179,34 @@ def fit_phases(model: nn.Module, phases: Sequence[Phase], config: Mapping, run_d
     if not phases or len(set(names)) != len(names) or any(not name or "/" in name for name in names):
         raise ValueError(f"phases need distinct, non-empty folder names without '/', got {names}")
     summaries = []
-    for index, phase in enumerate(phases, start=1):
+    for index, phase in enumerate(phases, start=first):
         unwrap_model(model).phase = index
         summaries.append(fit(model, phase.loaders, {**config, **phase.config}, Path(run_dir) / phase.name))
     return summaries
+
+
+def train_model(model: nn.Module, loaders: Mapping[str, DataLoader | None], config: Mapping,
+                run_dir: str | os.PathLike) -> dict:
+    """:func:`fit`, or :func:`fit_phases` over the phases the model's class states (``phases``).
+
+    Phased runs: ``phase_epochs`` gives each phase's epochs (None: ``end_epoch`` shared
+    equally, rounded up); ``phase`` (None: all) runs that phase alone, e.g. GRADIA's phase 2
+    from an ``init_from`` checkpoint.
+
+    Returns:
+        the summary of the last fit, plus ``phases`` (every phase's summary) for phased runs.
+    """
+    names = tuple(getattr(unwrap_model(model), "phases", ()))
+    if not names:
+        return fit(model, loaders, config, run_dir)
+    epochs = config.get("phase_epochs") or [-(-int(config["end_epoch"]) // len(names))] * len(names)
+    start = int(config.get("phase") or 1)
+    if len(epochs) != len(names) or not 1 <= start <= len(names):
+        raise ValueError(f"phase_epochs={config.get('phase_epochs')} / phase={config.get('phase')}: the model "
+                         f"trains in {len(names)} phases {list(names)}")
+    phases = [Phase(name, loaders, {"end_epoch": int(count)}) for name, count in zip(names, epochs)]
+    summaries = fit_phases(model, phases[start - 1:], config, run_dir, first=start)
+    return {**summaries[-1], "phases": summaries}
 
 
 def _fit(model, loaders, config, run_dir: Path, device: torch.device, info: DistInfo) -> dict:

@@ -32,6 +32,8 @@ class GazeModel(nn.Module):
         train_color_jitter: (brightness, contrast) of the method's published training
             recipe, or None (no ColorJitter).
         config_keys: constructor argument -> config key, where the two names differ.
+        phases: folder names of the consecutive fits a run of this method makes (GRADIA:
+            'phase1', 'phase2'; the engine sets ``model.phase``); () = one fit.
     """
 
     name: ClassVar[str] = ""
@@ -42,6 +44,7 @@ class GazeModel(nn.Module):
     cam_panel_prefix: ClassVar[str | None] = None
     train_color_jitter: ClassVar[tuple[float, float] | None] = None
     config_keys: ClassVar[Mapping[str, str]] = {}
+    phases: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def needs_gaze(cls, split: str, config: Mapping[str, Any]) -> bool:

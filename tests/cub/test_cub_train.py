@@ -298,3 +298,25 @@ def test_ggcam_trains_on_cub_with_its_own_recipe(tiny_cub, tmp_path):
     metrics = pd.read_csv(tmp_path / "ggcam" / "metrics.csv")
     assert list(metrics["epoch"]) == [1, 2] and metrics["train_loss"].notna().all()
     assert len(list((tmp_path / "ggcam" / "cam").glob("ggcam_*.png"))) == 2
+
+
+def test_gradia_runs_both_phases_and_reports_attention_scores(tiny_cub, tmp_path):
+    """GRADIA on CUB: phase 1 (CE) then phase 2 (CE + CAM-to-gaze-mask L1) from phase 1's best weights."""
+    args = common_args(tiny_cub, tmp_path, "gradia", "--model_type=gradia", "--backbone=resnet18",
+                       "--pretrain_path=None", "--end_epoch=2")
+    assert cub_train.main(args) == 0
+    run = tmp_path / "gradia"
+    for phase in ("phase1", "phase2"):
+        assert (run / phase / "ckpt_best.pt").is_file() and list(pd.read_csv(run / phase / "metrics.csv")["epoch"]) == [1]
+    phase2 = pd.read_csv(run / "phase2" / "metrics.csv")
+    assert "train_loss_attention" in phase2 and phase2["train_loss_attention"].iloc[0] > 0
+    assert "val_attention_iou" in phase2 and 0 <= phase2["val_attention_iou"].iloc[0] <= 1
+    summary = json.loads((run / "phase2" / "summary.json").read_text())
+    assert 0 <= summary["test"]["attention_iou"] <= 1 and summary["eval_protocol"] == "single"
+    assert len(list((run / "cam").glob("gradia_*.png"))) == 2
+    config = json.loads((run / "phase2" / "config.json").read_text())
+    assert (config["optimizer"], config["init_lr"]) == ("adam", 1e-3)  # GRADIA's recipe, both phases
+    # phase 2 alone from a checkpoint
+    assert cub_train.main([*args, "--phase=2", f"--init_from={run / 'phase1' / 'ckpt_best.pt'}",
+                           "--model_name=gradia_p2"]) == 0
+    assert not (tmp_path / "gradia_p2" / "phase1").exists() and (tmp_path / "gradia_p2" / "phase2" / "ckpt_best.pt").is_file()

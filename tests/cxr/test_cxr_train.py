@@ -316,3 +316,19 @@ def test_kfn_of_a_holdout_run_starts_from_the_holdout_gat(gat_run, tmp_path):
     model = build_model(config, k=0)
     gat = torch.load(run_dir / "fold0" / "ckpt_best.pt", weights_only=True)["model"]
     torch.testing.assert_close(model.image_backbone.net.conv1.weight, gat["backbone.net.conv1.weight"])
+
+
+def test_gradia_fold_runs_both_phases_with_gaze_masks(tiny_cxr, tmp_path):
+    args = common_args(tiny_cxr, tmp_path, "--model_type=gradia", "--run_folds=[0]", "--end_epoch=2", "--gcam_viz=True")
+    assert cxr_train.main(args) == 0
+    fold = tmp_path / "gradia_cv_rseed1" / "fold0"
+    assert (fold / "phase1" / "ckpt_best.pt").is_file()
+    for name in FOLD_FILES:  # the fold's GG-CAM-style artefacts come from the last phase
+        assert (fold / "phase2" / name).is_file(), name
+    phase2 = pd.read_csv(fold / "phase2" / "metrics.csv")
+    assert phase2["train_loss_attention"].iloc[0] > 0 and 0 <= phase2["val_attention_iou"].iloc[0] <= 1
+    summary = json.loads((tmp_path / "gradia_cv_rseed1" / "cv_summary.json").read_text())
+    assert summary["folds"] == 1 and summary["eval_protocol"] == "single"
+    assert 0 <= summary["metrics"]["attention_iou"]["mean"] <= 1  # the model's metric joins the CV summary
+    assert "attention_iou" in pd.read_csv(tmp_path / "gradia_cv_rseed1" / "cv_metrics.csv")
+    assert len(list((fold / "phase2" / "viz_plots").glob("gradia_*.png"))) == 2
