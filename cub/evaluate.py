@@ -35,7 +35,8 @@ from gaze.engine.evaluate import evaluate
 from gaze.engine.importers import import_checkpoint, load_model_checkpoint
 from gaze.engine.logging import report_logger
 from gaze.models import model_class
-from gaze.viz.panels import write_cam_panels
+from gaze.viz.attention import write_attention_files, write_attention_overlays
+from gaze.viz.panels import first_batch, write_cam_panels
 from gaze.viz.reports import write_reports
 
 
@@ -52,13 +53,19 @@ def load_evaluated_model(config: dict[str, Any], checkpoint_path: Path) -> tuple
     return model, config
 
 
+def run_checkpoint(config: dict[str, Any]) -> Path:
+    """``<model_path>/<model_name>/ckpt_best.pt`` of the config's run (a phased method's last phase)."""
+    phases = model_class(config["model_type"]).phases
+    return Path(config["model_path"]) / config["model_name"] / (phases[-1] if phases else "") / "ckpt_best.pt"
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         config = load_cub_config(argv)
     except ConfigError as error:
         report_logger().error("error: %s", error)
         return 2
-    checkpoint_path = resolve_path(config["checkpoint"] or str(Path(config["model_path"]) / config["model_name"] / "ckpt_best.pt"))
+    checkpoint_path = resolve_path(config["checkpoint"] or str(run_checkpoint(config)))
     model, config = load_evaluated_model(config, checkpoint_path)
     device = resolve_device(config["device"])
     model.to(device).eval()
@@ -67,7 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     results = evaluate(model, loader, device, protocol=config["eval_protocol"])
     out_dir = resolve_path(config["eval_dir"]) if config["eval_dir"] else checkpoint_path.parent / "evaluation"
     report = write_reports(results, out_dir, test_set.class_names)
-    write_cam_panels(model, panel_dataset(config), config["cam_images"], out_dir / "cam")
+    panels = panel_dataset(config)
+    write_cam_panels(model, panels, config["cam_images"], out_dir / "cam")
+    if "attention_iou" in results["sample_metrics"]:  # GRADIA's files and overlays (A7-A8)
+        write_attention_files(results, out_dir)
+        if config["cam_images"] > 0:
+            write_attention_overlays(model, first_batch(panels, config["cam_images"]), out_dir / "attention",
+                                     panels.transform.mean, panels.transform.std)
     report_logger().info(
         f"{checkpoint_path}: {config['model_type']} on {results['num_samples']} test images: "
         f"top-1 {report['top1']:.2f}%, top-5 {report['top5']:.2f}% "

@@ -43,7 +43,9 @@ from gaze.engine.dist import resolve_device
 from gaze.engine.evaluate import evaluate
 from gaze.engine.importers import load_model_checkpoint
 from gaze.engine.logging import report_logger
-from gaze.viz.panels import write_cam_panels
+from gaze.models import model_class
+from gaze.viz.attention import write_attention_files, write_attention_overlays
+from gaze.viz.panels import first_batch, write_cam_panels
 from gaze.viz.reports import write_reports
 
 
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for k, name in run_names(config, table):
         model = build_model({**config, "pretrained_dir": None, "init_from": None, "pretrain_path": None}, k)
-        checkpoint = fold_checkpoint(checkpoint_dir, k, name)
+        checkpoint = fold_checkpoint(checkpoint_dir, k, name, model_class(config["model_type"]).phases)
         load_model_checkpoint(model, checkpoint)
         model.to(device).eval()
         test_rows = table.index[table[f"split_{k}"] == "test"].to_numpy()
@@ -75,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         write_classification_results(fold_dir)
         if config["gcam_viz"]:
             write_cam_panels(model, dataset.with_attention(), config["cam_images"], fold_dir / "viz_plots")
+        if "attention_iou" in results["sample_metrics"]:  # GRADIA's files and overlays (A7-A8)
+            write_attention_files(results, fold_dir)
+            if config["cam_images"] > 0:
+                write_attention_overlays(model, first_batch(dataset, config["cam_images"]), fold_dir / "attention",
+                                         dataset.transform.mean, dataset.transform.std)
         report_logger().info(f"{checkpoint}: {name} accuracy {report['top1']:.2f}% on {report['num_samples']} test images "
                              f"(protocol {results['protocol']!r})")
         rows.append(fold_row(k, None, report))

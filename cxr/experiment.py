@@ -223,10 +223,12 @@ def build_loaders(config: dict[str, Any], catalogue: Catalogue, table: pd.DataFr
     return loaders
 
 
-def fold_checkpoint(checkpoint_dir: Path, k: int, name: str) -> Path:
+def fold_checkpoint(checkpoint_dir: Path, k: int, name: str, phases: tuple[str, ...] = ()) -> Path:
     """The checkpoint of run ``k`` named ``name`` (see :func:`run_name`): ours
-    (``<name>/ckpt_best.pt``) or HAFC's (``<k>_fold/best.pth``; ``best.pth`` outside CV)."""
-    candidates = [checkpoint_dir / name / "ckpt_best.pt", checkpoint_dir / f"{k}_fold" / "best.pth"]
+    (``<name>/ckpt_best.pt``, or ``<name>/<last phase>/ckpt_best.pt`` of a phased method) or
+    HAFC's (``<k>_fold/best.pth``; ``best.pth`` outside CV)."""
+    ours = checkpoint_dir / name / phases[-1] if phases else checkpoint_dir / name
+    candidates = [ours / "ckpt_best.pt", checkpoint_dir / f"{k}_fold" / "best.pth"]
     if not name.startswith("fold"):  # one checkpoint for all would be wrong across CV folds
         candidates.append(checkpoint_dir / "best.pth")
     for candidate in candidates:

@@ -81,7 +81,8 @@ def evaluate(
         the mean of every per-sample metric the protocol returns (over the samples where it
         is not NaN, e.g. images with a human mask), ``num_samples``,
         ``protocol`` (its name), and in dataset order ``ids`` (list of str), ``labels`` (N,)
-        int64, ``probabilities`` (N, C) float32 softmax.
+        int64, ``probabilities`` (N, C) float32 softmax, ``sample_metrics`` {name: (N,) float,
+        NaN where it does not apply}.
     """
     check_protocol(protocol)
     model = unwrap_model(model)
@@ -149,7 +150,8 @@ def _accuracy_summary(outputs: dict) -> dict:
     metrics = {key[len("metric_"):]: outputs.pop(key) for key in list(outputs) if key.startswith("metric_")}
     count = len(labels)
     if count == 0:
-        return {**outputs, "top1": float("nan"), "top5": float("nan"), "loss": float("nan"), "num_samples": 0}
+        return {**outputs, "top1": float("nan"), "top5": float("nan"), "loss": float("nan"), "num_samples": 0,
+                "sample_metrics": metrics}
     k = min(5, probabilities.shape[1])
     top = torch.from_numpy(probabilities).topk(k, dim=1).indices.numpy()  # (N, k)
     hits = top == labels[:, None]
@@ -160,4 +162,5 @@ def _accuracy_summary(outputs: dict) -> dict:
         "loss": float(losses.mean()),
         **{name: _nanmean(values) for name, values in metrics.items()},
         "num_samples": count,
+        "sample_metrics": metrics,
     }

@@ -539,6 +539,7 @@ def _finish(run: Run, model: nn.Module, loaders: Mapping, training: Training, st
 
 def _write_artefacts(run: Run, results: Mapping, summary: Mapping, loaders: Mapping) -> None:
     """training_curves.png, reports per split (test unprefixed, val as val_*), summary.json."""
+    from gaze.viz.attention import write_attention_files
     from gaze.viz.plots import plot_training_curves  # matplotlib and sklearn: rank 0, at the end only
     from gaze.viz.reports import write_reports
 
@@ -549,6 +550,8 @@ def _write_artefacts(run: Run, results: Mapping, summary: Mapping, loaders: Mapp
         for split, result in results.items():
             names = _class_names(run.config, loaders[split], result["probabilities"].shape[1])
             write_reports(result, run.run_dir, names, prefix="" if split == "test" else f"{split}_")
+        if "attention_iou" in results.get("test", {}).get("sample_metrics", {}):
+            write_attention_files(results["test"], run.run_dir / "evaluation")  # GRADIA's files (A7)
     with atomic_path(run.run_dir / "summary.json") as temporary:
         temporary.write_text(json.dumps(summary, indent=2) + "\n")
 

@@ -316,6 +316,13 @@ def test_gradia_runs_both_phases_and_reports_attention_scores(tiny_cub, tmp_path
     assert len(list((run / "cam").glob("gradia_*.png"))) == 2
     config = json.loads((run / "phase2" / "config.json").read_text())
     assert (config["optimizer"], config["init_lr"]) == ("adam", 1e-3)  # GRADIA's recipe, both phases
+    evaluation = run / "phase2" / "evaluation"  # GRADIA's published files (A7)
+    assert len(json.loads((evaluation / "img_fns.json").read_text())) == 18
+    iou = json.loads((evaluation / "IOU.json").read_text())
+    assert iou and all(0 <= value <= 1 for value in iou.values())
+    assert cub_evaluate.main([*args, f"--checkpoint={run / 'phase2' / 'ckpt_best.pt'}",
+                              f"--eval_dir={tmp_path / 'eval'}"]) == 0
+    assert (tmp_path / "eval" / "IOU.json").is_file() and len(list((tmp_path / "eval" / "attention").glob("*.png"))) == 2
     # phase 2 alone from a checkpoint
     assert cub_train.main([*args, "--phase=2", f"--init_from={run / 'phase1' / 'ckpt_best.pt'}",
                            "--model_name=gradia_p2"]) == 0

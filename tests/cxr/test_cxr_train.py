@@ -332,3 +332,6 @@ def test_gradia_fold_runs_both_phases_with_gaze_masks(tiny_cxr, tmp_path):
     assert 0 <= summary["metrics"]["attention_iou"]["mean"] <= 1  # the model's metric joins the CV summary
     assert "attention_iou" in pd.read_csv(tmp_path / "gradia_cv_rseed1" / "cv_metrics.csv")
     assert len(list((fold / "phase2" / "viz_plots").glob("gradia_*.png"))) == 2
+    assert cxr_evaluate.main([*args, f"--eval_dir={tmp_path / 'eval'}"]) == 0  # finds fold0/phase2/ckpt_best.pt
+    assert (tmp_path / "eval" / "fold0" / "IOU.json").is_file()
+    assert len(list((tmp_path / "eval" / "fold0" / "attention").glob("*.png"))) == 2
