@@ -1,6 +1,14 @@
-"""Benchmark: GRADIA's phase-2 training step, ours (batched CAM) against the published per-sample loop.
+"""Benchmark: GRADIA, (a) the phase-2 step against the published per-sample loop, (b) does phase 2 help?
 
-    python bench/gradia.py [--backbone resnet18] [--input_size 224] [--batch_size 16] [--rounds 5]
+    python bench/gradia.py [--part speed|benefit|all] [--backbone resnet18] [--input_size 224]
+                           [--batch_size 16] [--rounds 5] [--seeds 3]
+
+(b) benefit: ``python cub/train.py --model_type=gradia`` and ``python folder/train.py`` with
+their defaults (the SYNTHETIC CUB set with gaze masks; the SYNTHETIC set in GRADIA's layout with
+its masks and ratings) for seeds 0..N-1; phase 1 alone is GRADIA's baseline (the same network
+trained with CE), phase 2 is GRADIA. Test top-1 and attention IoU, mean +- std over seeds.
+
+(a) speed:
 
 * ours: ``GRADIA.loss`` with ``phase = 2``: one train-mode forward of the batch gives the CE and,
   through one ``autograd.grad`` of the ground-truth logits, the Grad-CAM of every sample; then
@@ -23,9 +31,12 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -97,8 +108,38 @@ def cam_agreement(model: nn.Module, batch: dict) -> float:
     return float((ours - published).abs().max())
 
 
+def benefit(seeds: int) -> None:
+    """Phase 1 (baseline) vs phase 2 (GRADIA) of the default demos, test top-1 and IoU over seeds."""
+    from cub import train as cub_train
+    from folder import train as folder_train
+
+    trees = {"synthetic CUB, gaze masks": cub_train, "synthetic GRADIA layout, masks + ratings": folder_train}
+    print(f"\nDoes phase 2 help? test top-1 (%) and attention IoU, mean +- std over {seeds} seeds")
+    print(f"  {'data':<42} {'phase':<22} {'top-1':>14} {'IoU':>14}")
+    with tempfile.TemporaryDirectory() as runs:
+        for data, tree in trees.items():
+            scores: dict[str, list[tuple[float, float]]] = {"phase1": [], "phase2": []}
+            for seed in range(seeds):
+                name = f"seed{seed}"
+                assert tree.main(["--model_type=gradia", f"--seed={seed}", f"--model_path={runs}/{id(tree)}",
+                                  f"--model_name={name}", "--cam_images=0"]) == 0
+                for phase in scores:
+                    test = json.loads((Path(runs) / str(id(tree)) / name / phase / "summary.json").read_text())["test"]
+                    scores[phase].append((test["top1"], test["attention_iou"]))
+            for phase, label in (("phase1", "phase 1 (CE, baseline)"), ("phase2", "phase 2 (GRADIA)")):
+                top1, iou = zip(*scores[phase])
+                print(f"  {data:<42} {label:<22} {statistics.mean(top1):>7.2f} +- {_spread(top1):<5.2f}"
+                      f"{statistics.mean(iou):>7.3f} +- {_spread(iou):.3f}")
+
+
+def _spread(values: tuple[float, ...]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=("speed", "benefit", "all"), default="all")
+    parser.add_argument("--seeds", type=int, default=3, help="benefit: seeds 0..N-1")
     parser.add_argument("--backbone", default="resnet18", help="timm backbone (published: resnet50)")
     parser.add_argument("--input_size", type=int, default=224, help="image side, px (published: 224 -> 7x7 CAM)")
     parser.add_argument("--batch_size", type=int, default=16, help="images per step (published README: 100)")
@@ -107,6 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.part in ("speed", "all"):
+        speed(args)
+    if args.part in ("benefit", "all"):
+        benefit(args.seeds)
+    return 0
+
+
+def speed(args: argparse.Namespace) -> None:
+    """Part (a): median step time of both ways, their ratio, and the eval-mode CAM agreement."""
     torch.manual_seed(0)
     ours = create_model("gradia", num_classes=2, backbone=args.backbone, input_size=args.input_size).train()
     ours.phase = 2
@@ -136,7 +186,6 @@ def main(argv: list[str] | None = None) -> int:
               f"{median['published'] / seconds:>6.2f}x")
     agreement = cam_agreement(copy.deepcopy(ours), batch)
     print(f"  eval-mode CAMs, ours vs published per-sample: max |difference| {agreement:.2e}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ log_interval = 20             # steps between log lines when not on a terminal
 cam_images = 6                # Grad-CAM panels (image, human attention, model CAM) written for this many test images
 
 # --- evaluation
+select_metric = None          # validation metric choosing the best epoch: 'top1' | 'top5' | 'loss' | a model's metric ('attention_iou' for GRADIA); None: the method's recipe (GG-CAM: 'loss'), else 'top1'
 eval_protocol = 'single'      # how validation and test images are scored: 'single' (resize + centre crop, one view; published) | 'flip' (+ its mirror, mean logits)
 checkpoint = None             # checkpoint to evaluate (ours or a released best.pth); None: <model_path>/<model_name>/ckpt_best.pt
 eval_dir = None               # where evaluate.py writes; None: <checkpoint folder>/evaluation

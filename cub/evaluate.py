@@ -29,7 +29,7 @@ from cub.experiment import (
     panel_dataset,
     resolve_path,
 )
-from gaze.config import ConfigError
+from gaze.config import config_or_report
 from gaze.engine.dist import resolve_device
 from gaze.engine.evaluate import evaluate
 from gaze.engine.importers import import_checkpoint, load_model_checkpoint
@@ -60,10 +60,8 @@ def run_checkpoint(config: dict[str, Any]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        config = load_cub_config(argv)
-    except ConfigError as error:
-        report_logger().error("error: %s", error)
+    config = config_or_report(load_cub_config, argv)
+    if config is None:
         return 2
     checkpoint_path = resolve_path(config["checkpoint"] or str(run_checkpoint(config)))
     model, config = load_evaluated_model(config, checkpoint_path)

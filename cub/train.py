@@ -24,7 +24,7 @@ from cub.experiment import (
     panel_dataset,
     run_dir,
 )
-from gaze.config import ConfigError
+from gaze.config import config_or_report
 from gaze.engine.dist import is_main_process
 from gaze.engine.fit import train_model
 from gaze.engine.logging import report_logger
@@ -40,10 +40,8 @@ def selection(config: dict, summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        config = load_cub_config(argv)
-    except ConfigError as error:
-        report_logger().error("error: %s", error)
+    config = config_or_report(load_cub_config, argv)
+    if config is None:
         return 2
     loaders = build_loaders(config)
     model = build_model(config)

@@ -91,6 +91,7 @@ gcam_viz = False              # write Grad-CAM panels (image, gaze overlay, CAM 
 cam_images = 4
 
 # --- evaluation
+select_metric = None          # validation metric choosing each fold's best epoch: 'top1' | 'top5' | 'loss' | a model's metric ('attention_iou' for GRADIA); None: HAFC 'top1', GG-CAM 'loss'
 eval_protocol = 'single'      # how validation and test images are scored: 'single' (one view; published) | 'flip' (+ its mirror, mean logits)
 checkpoint_dir = None         # a run of ours (fold<k>/ckpt_best.pt) or a HAFC output dir (<k>_fold/best.pth); None: this config's run
 eval_dir = None               # None: <checkpoint_dir>/evaluation

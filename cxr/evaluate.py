@@ -37,7 +37,7 @@ from cxr.reports import (
     write_classification_results,
     write_cv_summary,
 )
-from gaze.config import ConfigError
+from gaze.config import config_or_report
 from gaze.data.patient_splits import read_split_table
 from gaze.engine.dist import resolve_device
 from gaze.engine.evaluate import evaluate
@@ -50,10 +50,8 @@ from gaze.viz.reports import write_reports
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        config = load_cxr_config(argv)
-    except ConfigError as error:
-        report_logger().error("error: %s", error)
+    config = config_or_report(load_cxr_config, argv)
+    if config is None:
         return 2
     checkpoint_dir = resolve_path(config["checkpoint_dir"]) if config["checkpoint_dir"] else run_dir(config)
     out_dir = resolve_path(config["eval_dir"]) if config["eval_dir"] else checkpoint_dir / "evaluation"

@@ -13,17 +13,15 @@ import sys
 
 from cxr.experiment import build_catalogue, load_cxr_config, run_dir, saved_split_table
 from gaze.attention.egd import CLASS_NAMES
-from gaze.config import ConfigError
+from gaze.config import config_or_report
 from gaze.data.patient_splits import describe_splits
 from gaze.engine.logging import report_logger
 
 
 def main(argv: list[str] | None = None) -> int:
     """Write ``<run>/splits.csv`` for the config (``cxr/config.py`` + overrides) and print its summary."""
-    try:
-        config = load_cxr_config(argv)
-    except ConfigError as error:
-        report_logger().error("error: %s", error)
+    config = config_or_report(load_cxr_config, argv)
+    if config is None:
         return 2
     out_dir = run_dir(config)
     out_dir.mkdir(parents=True, exist_ok=True)

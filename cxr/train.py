@@ -33,7 +33,7 @@ from cxr.experiment import (
     saved_split_table,
 )
 from cxr.reports import write_cv_summary, write_fold_artefacts
-from gaze.config import ConfigError
+from gaze.config import config_or_report
 from gaze.engine.dist import barrier, distributed_session, is_main_process
 from gaze.engine.fit import train_model
 from gaze.engine.logging import report_logger
@@ -41,10 +41,8 @@ from gaze.viz.panels import write_cam_panels
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        config = load_cxr_config(argv)
-    except ConfigError as error:
-        report_logger().error("error: %s", error)
+    config = config_or_report(load_cxr_config, argv)
+    if config is None:
         return 2
     with distributed_session(config["device"], config["dist_timeout_minutes"]):  # one process group for every fold
         return train_folds(config)

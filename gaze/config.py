@@ -31,7 +31,7 @@ import sys
 import tokenize
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from gaze.atomic import atomic_path
 
@@ -258,6 +258,18 @@ def apply_protocol(config: dict, published: dict[str, dict[str, tuple[Any, str]]
     warnings.warn(f"protocol='published' reproduces the published {method} protocol, known defects included; "
                   "it turns on:\n" + "\n".join(lines), UserWarning, stacklevel=2)
     return config
+
+
+def config_or_report(load: Callable[[list[str] | None], dict], argv: list[str] | None) -> dict | None:
+    """``load(argv)``, or None after reporting its ConfigError through the ``gaze`` logger (a
+    script then exits with 2)."""
+    from gaze.engine.logging import report_logger  # the engine builds on this module: import when used
+
+    try:
+        return load(argv)
+    except ConfigError as error:
+        report_logger().error("error: %s", error)
+        return None
 
 
 def registry_choices() -> dict[str, list]:

@@ -28,7 +28,9 @@ def test_readme_table_lists_every_published_protocol_key():
     table = readme[readme.index("## What differs from the published code"):]
     rows = [line for line in table.splitlines() if line.startswith("| ") and line.rstrip().endswith("**P** |")]
     marked = {key for row in rows for key in re.findall(r"`(\w+)`", row.split("|")[3])}
-    for published in (CUB_PUBLISHED, CXR_PUBLISHED):
+    from folder.published import PUBLISHED as FOLDER_PUBLISHED
+
+    for published in (CUB_PUBLISHED, CXR_PUBLISHED, FOLDER_PUBLISHED):
         for method, settings in published.items():
             missing = set(settings) - marked
             assert not missing, f"{method}: {missing} not marked P in the README table"
@@ -43,7 +45,7 @@ def test_no_source_file_is_ignored_by_git():
 
     if shutil.which("git") is None or not (REPO_ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    sources = [str(p.relative_to(REPO_ROOT)) for folder in ("gaze", "cub", "cxr", "tests", "bench", "examples")
+    sources = [str(p.relative_to(REPO_ROOT)) for folder in ("gaze", "cub", "cxr", "folder", "tests", "bench", "examples")
                for p in (REPO_ROOT / folder).rglob("*.py") if "__pycache__" not in p.parts]
     ignored = subprocess.run(["git", "check-ignore", "--no-index", *sources], cwd=REPO_ROOT,
                              capture_output=True, text=True).stdout.split()
@@ -66,7 +68,7 @@ def _imports_of(path, module: str) -> set[str]:
             names = [base] + [f"{base}.{alias.name}" for alias in node.names]
         else:
             continue
-        found.update(name for name in names if name.split(".")[0] in ("gaze", "cub", "cxr"))
+        found.update(name for name in names if name.split(".")[0] in ("gaze", "cub", "cxr", "folder"))
     return found
 
 
@@ -77,7 +79,7 @@ def test_no_import_cycle_between_files():
     modules = {}
     for path in sorted(REPO_ROOT.glob("*/**/*.py")):
         relative = path.relative_to(REPO_ROOT)
-        if relative.parts[0] in ("gaze", "cub", "cxr"):
+        if relative.parts[0] in ("gaze", "cub", "cxr", "folder"):
             name = ".".join(relative.with_suffix("").parts)
             modules[name.removesuffix(".__init__")] = path
     graph = networkx.DiGraph()

@@ -221,6 +221,7 @@ def build_resize_transforms(
     augment: bool = False,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    flip: bool = False,
 ) -> JointTransform:
     """Resize image and attention to ``size`` without keeping the aspect ratio (CXR recipe).
 
@@ -234,9 +235,13 @@ def build_resize_transforms(
         size: output side, or (H, W).
         augment: see above (off as published).
         mean, std: image normalisation (ImageNet).
+        flip: for training, a RandomHorizontalFlip of image and attention together (GRADIA's
+            recipe, gradia_cal.md A4; its published loader flipped the image alone, G2).
     """
     size = [size, size] if isinstance(size, int) else [int(s) for s in size]
     steps: list[v2.Transform] = [v2.Resize(size, interpolation=InterpolationMode.BILINEAR, antialias=True)]
+    if train and flip:
+        steps.append(v2.RandomHorizontalFlip())
     if train and augment:
         steps += [v2.RandomAffine(degrees=5, translate=(0.04, 0.04), scale=(0.95, 1.05)),
                   v2.ColorJitter(brightness=0.2, contrast=0.2)]

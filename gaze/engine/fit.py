@@ -186,12 +186,14 @@ def fit_phases(model: nn.Module, phases: Sequence[Phase], config: Mapping, run_d
 
 
 def train_model(model: nn.Module, loaders: Mapping[str, DataLoader | None], config: Mapping,
-                run_dir: str | os.PathLike) -> dict:
+                run_dir: str | os.PathLike,
+                phase_loaders: Mapping[str, Mapping[str, DataLoader | None]] | None = None) -> dict:
     """:func:`fit`, or :func:`fit_phases` over the phases the model's class states (``phases``).
 
     Phased runs: ``phase_epochs`` gives each phase's epochs (None: ``end_epoch`` shared
     equally, rounded up); ``phase`` (None: all) runs that phase alone, e.g. GRADIA's phase 2
-    from an ``init_from`` checkpoint.
+    from an ``init_from`` checkpoint; ``phase_loaders[name]`` replaces ``loaders`` in that
+    phase (GRADIA's phase-2 training set adds rated validation images).
 
     Returns:
         the summary of the last fit, plus ``phases`` (every phase's summary) for phased runs.
@@ -204,7 +206,9 @@ def train_model(model: nn.Module, loaders: Mapping[str, DataLoader | None], conf
     if len(epochs) != len(names) or not 1 <= start <= len(names):
         raise ValueError(f"phase_epochs={config.get('phase_epochs')} / phase={config.get('phase')}: the model "
                          f"trains in {len(names)} phases {list(names)}")
-    phases = [Phase(name, loaders, {"end_epoch": int(count)}) for name, count in zip(names, epochs)]
+    phase_loaders = phase_loaders or {}
+    phases = [Phase(name, phase_loaders.get(name, loaders), {"end_epoch": int(count)})
+              for name, count in zip(names, epochs)]
     summaries = fit_phases(model, phases[start - 1:], config, run_dir, first=start)
     return {**summaries[-1], "phases": summaries}
 

@@ -126,9 +126,10 @@ class GRADIA(Baseline):
         return {"optimizer": "adam", "init_lr": 1e-3}
 
     def human_masks(self, batch: Mapping[str, Any]) -> Tensor | None:
-        """(B,1,H,W) float {0, 1}: ``batch['mask']``, else the gaze map thresholded, else None."""
+        """(B,1,H,W) float {0, 1}: ``batch['mask']`` (>= 0.5 after the resize that softened its
+        edges), else the gaze map thresholded, else None."""
         if batch.get("mask") is not None:
-            return (batch["mask"] > 0).float()
+            return (batch["mask"] >= 0.5).float()
         if batch.get("gaze") is not None:
             return mask_from_gaze(batch["gaze"], self.mask_threshold).float()
         return None

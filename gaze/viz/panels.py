@@ -18,7 +18,7 @@ def write_cam_panels(model: GazeModel, dataset: torch.utils.data.Dataset, count:
 
     Args:
         model: a registered model on its device (the gaze goes in when its inference needs it).
-        dataset: items with ``image`` (3,H,W) normalised, ``gaze`` (1,H,W), ``label``, ``id``,
+        dataset: items with ``image`` (3,H,W) normalised, ``gaze`` (1,H,W) or a human ``mask``, ``label``, ``id``,
             and ``class_names``; its ``transform.mean/std`` (default ImageNet) are undone for display.
         count: panels to write (0: none).
         out_dir: folder of ``<model.panel_prefix><id>.png`` (HAFC: ``TwoBranch_<id>.png`` for KFN).
@@ -29,12 +29,14 @@ def write_cam_panels(model: GazeModel, dataset: torch.utils.data.Dataset, count:
     if count <= 0 or len(dataset) == 0:
         return []
     batch = first_batch(dataset, count)
-    if batch.get("gaze") is None:
-        raise ValueError(f"{type(dataset).__name__}: the Grad-CAM panels need items with 'gaze' (the human attention)")
+    human = batch.get("gaze", batch.get("mask"))
+    if human is None:
+        raise ValueError(f"{type(dataset).__name__}: the Grad-CAM panels need items with 'gaze' or 'mask' "
+                         "(the human attention)")
     transform = getattr(dataset, "transform", None)
     mean, std = getattr(transform, "mean", IMAGENET_MEAN), getattr(transform, "std", IMAGENET_STD)
     device = next(model.parameters()).device
-    images, gaze = batch["image"].to(device), batch["gaze"].to(device)
+    images, gaze = batch["image"].to(device), human.to(device)
     model_gaze = gaze if model.inference_needs_gaze else None
     results = {f"{title} ({model.name})": grad_cam(model, images, model_gaze, layer=layer)
                for title, layer in model.cam_layers.items()}

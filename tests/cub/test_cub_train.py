@@ -292,7 +292,7 @@ def test_ggcam_trains_on_cub_with_its_own_recipe(tiny_cub, tmp_path):
     assert (config["optimizer"], config["init_lr"], config["lr_schedule"]) == ("adam", 5e-3, "plateau")
     assert (config["select_metric"], config["val_loss"], config["early_stop_patience"]) == ("loss", "model", 83)
     gat = load_cub_config(common_args(tiny_cub, tmp_path, "gat"))
-    assert (gat["optimizer"], gat["init_lr"], gat["lr_schedule"]) == ("sgd", 0.01, "cosine") and "select_metric" not in gat
+    assert (gat["optimizer"], gat["init_lr"], gat["lr_schedule"], gat["select_metric"]) == ("sgd", 0.01, "cosine", "top1")
     assert load_cub_config([*args, "--init_lr=1e-4"])["init_lr"] == 1e-4  # a value set by the user stays
     assert cub_train.main(args) == 0
     metrics = pd.read_csv(tmp_path / "ggcam" / "metrics.csv")
@@ -327,3 +327,12 @@ def test_gradia_runs_both_phases_and_reports_attention_scores(tiny_cub, tmp_path
     assert cub_train.main([*args, "--phase=2", f"--init_from={run / 'phase1' / 'ckpt_best.pt'}",
                            "--model_name=gradia_p2"]) == 0
     assert not (tmp_path / "gradia_p2" / "phase1").exists() and (tmp_path / "gradia_p2" / "phase2" / "ckpt_best.pt").is_file()
+
+
+def test_select_metric_is_a_key_filled_by_the_method_recipe(tiny_cub, tmp_path):
+    from cub.experiment import load_cub_config
+
+    args = common_args(tiny_cub, tmp_path, "x")
+    assert load_cub_config(args)["select_metric"] == "top1"
+    assert load_cub_config([*args, "--model_type=ggcam"])["select_metric"] == "loss"
+    assert load_cub_config([*args, "--model_type=gradia", "--select_metric=attention_iou"])["select_metric"] == "attention_iou"

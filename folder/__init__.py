@@ -1,0 +1,1 @@
+"""The generic experiment tree: any ImageFolder dataset (GRADIA's and PIM's layout)."""

@@ -1,0 +1,81 @@
+"""Evaluate a checkpoint on the test split of an ImageFolder dataset (GRADIA's ``--evaluate``, A7).
+
+    python folder/evaluate.py                                      # this config's run (its last phase)
+    python folder/evaluate.py --checkpoint=runs/folder/gradia/phase2/ckpt_best.pt \\
+        --assessments=phase2_edit_attention_accuracy_test.json       # + the reasonability matrix
+
+Writes to <eval_dir> (default <checkpoint folder>/evaluation): classification_report.json,
+predictions.csv, confusion_matrix.png, and with masks GRADIA's img_fns.json,
+misclassified.json, IOU.json (threshold 0.75), attention/<id>.png overlays (BONE colour map
+times the photo) and, with --assessments, reasonablity_test.json and the matrix.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from torch.utils.data import DataLoader
+
+from folder.experiment import build_dataset, build_model, load_data, load_folder_config, resolve_path, run_dir
+from gaze.attention.annotations import AnnotationFormatError, image_key
+from gaze.config import config_or_report
+from gaze.engine.dist import resolve_device
+from gaze.engine.evaluate import evaluate
+from gaze.engine.importers import import_checkpoint, load_model_checkpoint
+from gaze.engine.logging import report_logger
+from gaze.models import model_class
+from gaze.viz.attention import write_attention_files, write_attention_overlays
+from gaze.viz.panels import first_batch
+from gaze.viz.reports import write_reports
+
+
+def read_assessments(path: Path) -> dict[str, bool]:
+    """{image: judged unreasonable} of a GRADIA assessment file (a list of {"img", "label"}, A3)."""
+    entries = json.loads(path.read_text())
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and "img" in e and "label" in e for e in entries):
+        raise AnnotationFormatError(f"{path}: expected a JSON list of {{'img', 'label'}} entries")
+    return {image_key(entry["img"]): entry["label"] == "unreasonable" for entry in entries}
+
+
+def default_checkpoint(config: dict) -> Path:
+    """``ckpt_best.pt`` of this config's run (a phased method's last phase)."""
+    phases = model_class(config["model_type"]).phases
+    return run_dir(config) / (phases[-1] if phases else "") / "ckpt_best.pt"
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = config_or_report(load_folder_config, argv)
+    if config is None:
+        return 2
+    path = resolve_path(config["checkpoint"]) if config["checkpoint"] else default_checkpoint(config)
+    checkpoint = import_checkpoint(path)
+    saved = checkpoint.get("config") or {}
+    config = {**config, **{k: saved[k] for k in model_class(checkpoint["model_name"]).config_keys_read() if k in saved},
+              "model_type": checkpoint["model_name"], "pretrain_path": None, "init_from": None}
+    data = load_data(config)
+    model = build_model(config, len(data.class_names))
+    load_model_checkpoint(model, checkpoint)
+    device = resolve_device(config["device"])
+    model.to(device).eval()
+    test_set = build_dataset(config, data, data.samples["test"], train=False)
+    results = evaluate(model, DataLoader(test_set, batch_size=config["batch_size"], num_workers=config["workers"]),
+                       device, protocol=config["eval_protocol"])
+    out_dir = resolve_path(config["eval_dir"]) if config["eval_dir"] else path.parent / "evaluation"
+    report = write_reports(results, out_dir, data.class_names)
+    line = f"{path}: test top-1 {report['top1']:.2f}% on {results['num_samples']} images"
+    if "attention_iou" in results["sample_metrics"]:
+        assessments = read_assessments(resolve_path(config["assessments"])) if config["assessments"] else None
+        attention = write_attention_files(results, out_dir, "test", assessments)
+        line += f", attention IoU {attention['iou']:.3f} on {attention['images_with_mask']} masked images"
+        if attention["matrix"] is not None:
+            line += f", reasonability matrix (rows accurate/inaccurate, columns reasonable/unreasonable) {attention['matrix']}"
+        if config["cam_images"] > 0:
+            write_attention_overlays(model, first_batch(test_set, config["cam_images"]), out_dir / "attention")
+    report_logger().info(f"{line} (protocol {results['protocol']!r}) -> {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Build an ImageFolder experiment from its config: data, human attention, loaders, model, run folder.
+
+Shared by ``folder/train.py`` and ``folder/evaluate.py``. GRADIA's phase-2 training set
+(the published ``p2_train``, gradia_cal.md A2) is the training images plus every RATED
+validation image; it is written as ``p2_train.csv`` in the run folder, never into the data.
+Phase 2 then selects on the validation images left (the published code selected on test, G4).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch.utils.data import DataLoader
+
+from folder.dataset import ImageFolderDataset, folder_samples
+from folder.published import PUBLISHED
+from gaze.atomic import atomic_path
+from gaze.attention.annotations import (
+    ATTENTION_SAMPLES,
+    check_known_images,
+    gradia_masks,
+    read_mask_pngs,
+    read_reasonability,
+)
+from gaze.config import (
+    PUBLISHED_SUFFIX,
+    apply_protocol,
+    apply_recipe,
+    check_numbers,
+    load_config,
+    registry_choices,
+    weights_path,
+)
+from gaze.config import resolve_path as shared_resolve_path
+from gaze.data.transforms import build_resize_transforms
+from gaze.engine.dist import is_main_process, seed_everything
+from gaze.models import model_class
+from gaze.models.base import GazeModel
+from gaze.synthetic.gradia import ensure_synthetic_gradia
+from gaze.synthetic.marker import MARKER_NAME
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FOLDER_DIR = REPO_ROOT / "folder"
+#: The tree's training where a method states no recipe of its own (``training_recipe``).
+FOLDER_RECIPE = {"optimizer": "sgd", "init_lr": 0.01, "lr_schedule": "constant"}
+#: GRADIA's attention files (A3), looked for in ``attention_dir``; each is optional.
+ATTENTION_FILES = {"val": "attention_val.json", "update": "attention_val_update.json",
+                   "remove": "attention_val_remove.json", "test": "attention_test.json"}
+RATINGS_FILE = "reasonablity_val.json"
+P2_TRAIN_CSV = "p2_train.csv"
+
+
+def resolve_path(path: str | None) -> Path | None:
+    """A config path: ``~`` expanded, relative paths taken from the repository root."""
+    return shared_resolve_path(path, REPO_ROOT)
+
+
+def load_folder_config(argv: list[str] | None = None) -> dict[str, Any]:
+    """``folder/config.py`` + override files + ``--key=value``, checked, the method's recipe filled."""
+    config = load_config(FOLDER_DIR / "config.py", sys.argv[1:] if argv is None else argv,
+                         choices={**registry_choices(), "attention_samples": list(ATTENTION_SAMPLES)})
+    config = apply_protocol(config, PUBLISHED, config["model_type"], "model_name")
+    config = apply_recipe(config, FOLDER_RECIPE, model_class(config["model_type"]).training_recipe(config))
+    check_numbers(config, positive=("input_size", "batch_size", "end_epoch", "init_lr", "log_interval"),
+                  non_negative=("workers", "cam_images", "weight_decay", "warmup_epochs"))
+    if config["model_name"] is None:
+        config["model_name"] = config["model_type"] + (PUBLISHED_SUFFIX if config["protocol"] == "published" else "")
+    return config
+
+
+@dataclass
+class FolderData:
+    """The splits' (path, label) lists, the class names, and the human attention of the images."""
+
+    samples: dict[str, list[tuple[str, int]]]
+    class_names: list[str]
+    masks: dict[str, np.ndarray] | None = None
+    ratings: dict[str, str] = field(default_factory=dict)
+
+
+def data_root(config: dict[str, Any]) -> Path:
+    """The ImageFolder root; a ``synthetic*`` folder without a finished demo is generated."""
+    root = resolve_path(config["root"])
+    if root.name.startswith("synthetic") and not (root / MARKER_NAME).is_file():
+        ensure_synthetic_gradia(root)
+    return root
+
+
+def load_data(config: dict[str, Any]) -> FolderData:
+    """Splits, class names (the same in every split), GRADIA masks / PNG masks and ratings."""
+    root = data_root(config)
+    samples, names = {}, None
+    for split in ("train", "val", "test"):
+        samples[split], split_names = folder_samples(root, split)
+        if names is not None and split_names != names:
+            raise ValueError(f"{root / split}: classes {split_names} differ from the training classes {names}")
+        names = split_names
+    ids = {Path(path).name for split in samples.values() for path, _ in split}
+    attention_dir = resolve_path(config["attention_dir"]) if config["attention_dir"] else root
+    files = {key: attention_dir / name for key, name in ATTENTION_FILES.items() if (attention_dir / name).is_file()}
+    masks = gradia_masks(**files) if files else None
+    if config["masks_dir"]:
+        masks = {**(masks or {}), **read_mask_pngs(resolve_path(config["masks_dir"]), sorted(ids))}
+    if masks is not None:
+        check_known_images(masks, ids, f"masks in {attention_dir}" + (f" and {config['masks_dir']}" if config["masks_dir"] else ""))
+    ratings_path = resolve_path(config["ratings"]) if config["ratings"] else attention_dir / RATINGS_FILE
+    ratings = {}
+    if config["ratings"] or ratings_path.is_file():
+        ratings = read_reasonability(ratings_path)
+        check_known_images(ratings, ids, str(ratings_path))
+    return FolderData(samples, names, masks, ratings)
+
+
+def phase_two_samples(data: FolderData) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(training set, validation set) of GRADIA's phase 2: the training images plus the rated
+    validation images, and the validation images left (all of them when nothing is rated)."""
+    rated = [sample for sample in data.samples["val"] if Path(sample[0]).name in data.ratings]
+    left = [sample for sample in data.samples["val"] if Path(sample[0]).name not in data.ratings]
+    if rated and not left:
+        raise ValueError("every validation image is rated: phase 2 trains on them and has none left to select on; "
+                         "keep some validation images unrated")
+    return data.samples["train"] + rated, left if rated else data.samples["val"]
+
+
+def write_p2_train(samples: list[tuple[str, int]], out_dir: Path) -> Path:
+    """``p2_train.csv`` (path, label) in the run folder (the published p2_train folder, as a file)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / P2_TRAIN_CSV) as temporary:
+        pd.DataFrame(samples, columns=["path", "label"]).to_csv(temporary, index=False)
+    return out_dir / P2_TRAIN_CSV
+
+
+def build_dataset(config: dict[str, Any], data: FolderData, samples: list[tuple[str, int]], train: bool
+                  ) -> ImageFolderDataset:
+    """GRADIA's recipe (A4): resize to the input size, a shared flip when training, ImageNet normalisation."""
+    transform = build_resize_transforms(train=train, size=config["input_size"], flip=True)
+    return ImageFolderDataset(samples, data.class_names, transform, data.masks, data.ratings,
+                              config["attention_samples"])
+
+
+def build_loaders(config: dict[str, Any], data: FolderData, train: list, val: list) -> dict[str, DataLoader]:
+    """train (shuffled), val and test loaders of the given training and validation images."""
+    parts = {"train": (train, True), "val": (val, False), "test": (data.samples["test"], False)}
+    return {split: DataLoader(build_dataset(config, data, samples, is_train), batch_size=config["batch_size"],
+                              shuffle=is_train, num_workers=config["workers"])
+            for split, (samples, is_train) in parts.items()}
+
+
+def phase_loaders(config: dict[str, Any], data: FolderData, out_dir: Path) -> tuple[dict, dict]:
+    """(loaders of every phase, {phase name: loaders} where one differs): GRADIA's phase 2
+    trains on ``p2_train`` (written to the run folder) when there are ratings."""
+    loaders = build_loaders(config, data, data.samples["train"], data.samples["val"])
+    phases = model_class(config["model_type"]).phases
+    if not phases or not data.ratings:
+        return loaders, {}
+    train, val = phase_two_samples(data)
+    if is_main_process():
+        write_p2_train(train, out_dir)
+    return loaders, {phases[-1]: build_loaders(config, data, train, val)}
+
+
+def build_model(config: dict[str, Any], num_classes: int) -> GazeModel:
+    """The configured model (``from_config``), started from ``init_from`` when set; seeded first."""
+    seed_everything(int(config["seed"]))
+    model = model_class(config["model_type"]).from_config(
+        config, num_classes=num_classes, pretrained_path=weights_path(config["pretrain_path"], REPO_ROOT))
+    if config["init_from"]:
+        model.init_from(resolve_path(config["init_from"]))
+    return model
+
+
+def run_dir(config: dict[str, Any]) -> Path:
+    """``model_path/model_name``, e.g. runs/folder/gradia."""
+    return resolve_path(config["model_path"]) / config["model_name"]

@@ -1,0 +1,90 @@
+"""folder/: the ImageFolder tree on a tiny synthetic set in GRADIA's layout, end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from folder import evaluate as folder_evaluate
+from folder import train as folder_train
+from folder.dataset import ImageFolderDataset
+from folder.experiment import load_data, load_folder_config, phase_two_samples
+from gaze.data.transforms import build_resize_transforms
+from gaze.synthetic.gradia import make_synthetic_gradia
+
+
+@pytest.fixture(scope="module")
+def tiny_gradia(tmp_path_factory):
+    return make_synthetic_gradia(tmp_path_factory.mktemp("data") / "synthetic_gradia", per_class=(8, 4, 4),
+                                 image_size=64)
+
+
+def common_args(root, run_root, *extra):
+    return [f"--root={root}", f"--model_path={run_root}", "--input_size=64", "--batch_size=8", "--backbone=resnet18",
+            "--pretrain_path=None", "--end_epoch=2", "--cam_images=2", *extra]
+
+
+def test_the_synthetic_set_has_gradia_files_in_their_schemas(tiny_gradia):
+    masks = json.loads((tiny_gradia / "attention_val.json").read_text())
+    assert len(masks) == 8 and np.asarray(masks[0]["attention"]).shape == (224, 224)
+    ratings = json.loads((tiny_gradia / "reasonablity_val.json").read_text())
+    assert len(ratings) == 4 and set(ratings.values()) <= {"Reasonable Accurate", "Unreasonable Accurate",
+                                                          "Reasonable Inaccurate", "Unreasonable Inaccurate"}
+    assert sorted(p.name for p in (tiny_gradia / "train").iterdir()) == ["horizontal", "vertical"]
+    assert (tiny_gradia / "README.txt").read_text().startswith("SYNTHETIC DATA")
+
+
+def test_gradia_runs_both_phases_on_p2_train_and_writes_every_artefact(tiny_gradia, tmp_path):
+    args = common_args(tiny_gradia, tmp_path)
+    assert folder_train.main(args) == 0
+    run = tmp_path / "gradia"
+    p2 = pd.read_csv(run / "p2_train.csv")
+    data = load_data(load_folder_config(args))
+    train, val = phase_two_samples(data)
+    assert len(p2) == len(train) == 16 + 4 and len(val) == 4  # the training images + the 4 rated val images
+    for phase in ("phase1", "phase2"):
+        assert (run / phase / "ckpt_best.pt").is_file()
+    assert pd.read_csv(run / "phase2" / "metrics.csv")["train_loss_attention"].iloc[0] > 0
+    for name in ("img_fns.json", "misclassified.json", "IOU.json"):
+        assert (run / "phase2" / "evaluation" / name).is_file(), name
+    assert len(json.loads((run / "phase2" / "evaluation" / "IOU.json").read_text())) == 8  # every test image is masked
+    assert len(list((run / "cam").glob("gradia_*.png"))) == 2
+    assessments = tmp_path / "assessments.json"
+    test_ids = json.loads((run / "phase2" / "evaluation" / "img_fns.json").read_text())
+    assessments.write_text(json.dumps([{"img": f"x/{i}", "label": "unreasonable" if k % 2 else "fine"}
+                                       for k, i in enumerate(test_ids)]))
+    assert folder_evaluate.main([*args, f"--assessments={assessments}", f"--eval_dir={tmp_path / 'eval'}"]) == 0
+    matrix_labels = json.loads((tmp_path / "eval" / "reasonablity_test.json").read_text())
+    assert len(matrix_labels) == 8 and len(list((tmp_path / "eval" / "attention").glob("*.png"))) == 2
+
+
+def test_the_flip_moves_the_mask_with_the_image(tiny_gradia):
+    picture = np.zeros((64, 64, 3), np.uint8)
+    picture[:, :16] = 255  # a white band on the left ...
+    path = tiny_gradia.parent / "flip.jpg"
+    Image.fromarray(picture).save(path, quality=100)
+    mask = np.zeros((64, 64), bool)
+    mask[:, :16] = True  # ... and its mask
+    dataset = ImageFolderDataset([(str(path), 0)], ["a"], build_resize_transforms(True, 64, flip=True),
+                                 {"flip.jpg": mask})
+    seen = set()
+    for seed in range(8):
+        torch.manual_seed(seed)
+        item = dataset[0]
+        bright = item["image"].mean(0) > 0
+        assert torch.equal(bright, item["mask"][0] >= 0.5)  # wherever the band went, the mask went
+        seen.add(bool(bright[:, 0].all()))
+    assert seen == {True, False}  # both flipped and unflipped draws happened
+
+
+def test_bad_attention_files_name_the_file_and_entry(tiny_gradia, tmp_path):
+    from gaze.attention.annotations import AnnotationFormatError
+
+    (tmp_path / "reasonablity_val.json").write_text(json.dumps({"nope.jpg": "Reasonable Accurate"}))
+    with pytest.raises(AnnotationFormatError, match=r"reasonablity_val\.json: 1 entry match no image .*'nope\.jpg'"):
+        load_data(load_folder_config([f"--root={tiny_gradia}", f"--ratings={tmp_path / 'reasonablity_val.json'}"]))
