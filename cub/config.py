@@ -67,7 +67,7 @@ window_loss_from_epoch = 2    # the window CE joins the loss from this 1-based e
 
 # --- run
 model_path = 'runs/cub'       # run directory = model_path/model_name (published: './checkpoint')
-model_name = 'gat_demo'       # published: 'gat'
+model_name = None             # None: '<model_type>_demo' (+ '_published' with protocol='published'), e.g. runs/cub/gat_demo; published: 'gat'
 device = 'auto'               # 'auto' (cuda > mps > cpu) | 'cpu' | 'cuda' | 'cuda:1' | 'mps'
 dist_timeout_minutes = 10.0    # torchrun: a rank waits this long for the others, then the run stops naming the ranks that froze
 seed = 1142                   # published: 1142

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from cub.dataset import CUBDataset
 from cub.published import PUBLISHED
 from gaze.config import (
+    PUBLISHED_SUFFIX,
     ConfigError,
     apply_protocol,
     apply_recipe,
@@ -50,6 +51,9 @@ def load_cub_config(argv: list[str] | None = None) -> dict[str, Any]:
     config = load_config(CUB_DIR / "config.py", sys.argv[1:] if argv is None else argv,
                          choices=registry_choices())
     config = apply_protocol(config, PUBLISHED, config["model_type"], "model_name")
+    if config["model_name"] is None:  # one folder per method: a KFN run never resumes a GAT one
+        suffix = PUBLISHED_SUFFIX if config["protocol"] == "published" else ""
+        config["model_name"] = f"{config['model_type']}_demo{suffix}"
     config = apply_recipe(config, CUB_RECIPE, model_class(config["model_type"]).training_recipe(config))
     check_numbers(config, positive=("input_size", "batch_size", "end_epoch", "num_classes", "stride", "init_lr",
                                     "log_interval", "N_list"),

@@ -336,3 +336,14 @@ def test_select_metric_is_a_key_filled_by_the_method_recipe(tiny_cub, tmp_path):
     assert load_cub_config(args)["select_metric"] == "top1"
     assert load_cub_config([*args, "--model_type=ggcam"])["select_metric"] == "loss"
     assert load_cub_config([*args, "--model_type=gradia", "--select_metric=attention_iou"])["select_metric"] == "attention_iou"
+
+
+def test_default_run_names_follow_the_method(tiny_cub):
+    """A fixed 'gat_demo' made a KFN or GRADIA run resume into the GAT demo's folder."""
+    from cub.experiment import load_cub_config
+
+    base = [f"--root={tiny_cub}", "--num_classes=3"]
+    assert load_cub_config(base)["model_name"] == "gat_demo"
+    assert load_cub_config([*base, "--model_type=kfn"])["model_name"] == "kfn_demo"
+    assert load_cub_config([*base, "--model_type=kfn", "--protocol=published"])["model_name"] == "kfn_demo_published"
+    assert load_cub_config([*base, "--model_name=mine"])["model_name"] == "mine"
