@@ -24,6 +24,7 @@ dropout = None                # on the pooled embedding; None: the method's publ
 gaze_threshold = None         # HAFC's mask minmax(map) > t (cxr §2.1): KFN's masked image, GAT's window map, GRADIA's mask from gaze; None: the map itself (GAT, KFN as published), 0.3 (GRADIA)
 phase_epochs = None           # GRADIA: epochs of each phase, e.g. [5, 5]; None: end_epoch shared equally
 phase = None                  # GRADIA: run only this phase (2: fine-tune from init_from); None: all
+phase_select_metrics = None   # phased methods: select_metric of each phase; None: the method's recipe (GRADIA: ['top1', 'attention_iou'], phase 2 as published but on validation), else select_metric in every phase
 masked_image_crop = 'shared'  # KFN: 'shared' (image and masked image share one crop and flip) | 'independent' (published: drawn apart, cub_pim §1.7)
 
 # --- data

@@ -26,6 +26,7 @@ window_preset = 'cxr'         # GAT window geometry: 'cxr' (HAFC: 224-px referen
 gaze_threshold = 0.3          # HAFC mask minmax(map) > 0.3: KFN's masked image and GAT's window map y_hm = map * mask (cxr §2.1); None: the map itself
 phase_epochs = None           # GRADIA: epochs of each phase, e.g. [2, 2]; None: end_epoch shared equally
 phase = None                  # GRADIA: run only this phase (2: fine-tune from init_from); None: all
+phase_select_metrics = None   # phased methods: select_metric of each phase; None: the method's recipe (GRADIA: ['top1', 'attention_iou'], phase 2 as published but on validation), else select_metric in every phase
 window_crop = 'scored'        # GAT: 'scored' crops exactly the scored window | 'published': one pixel up/left and larger (cxr §2.3)
 window_loss_from_epoch = 3    # GAT: the window CE joins from this 1-based epoch (published: `if epoch < 2` on 0-based epochs, i.e. from the third; cxr §2.3)
 init_from = None              # start every fold from this checkpoint of the same model (KFN: a GAT one initialises both branches); a resumed fold continues from its own checkpoint

@@ -24,6 +24,7 @@ dropout = None                # head dropout; None: the method's (GRADIA: none)
 gaze_threshold = None         # masks from gaze maps: minmax(map) > t (unused by ImageFolder data, which has drawn masks)
 phase_epochs = None           # GRADIA: epochs of each phase, e.g. [5, 5]; None: end_epoch shared equally
 phase = None                  # GRADIA: run only this phase (2: fine-tune from init_from with the ratings and masks); None: all
+phase_select_metrics = None   # phased methods: select_metric of each phase; None: the method's recipe (GRADIA: ['top1', 'attention_iou'], phase 2 as published but on validation), else select_metric in every phase
 
 # --- data
 root = 'data/synthetic_gradia'  # the ImageFolder root with train/ val/ test/ (GRADIA: gender_data); a folder named synthetic* is generated

@@ -191,9 +191,10 @@ def train_model(model: nn.Module, loaders: Mapping[str, DataLoader | None], conf
     """:func:`fit`, or :func:`fit_phases` over the phases the model's class states (``phases``).
 
     Phased runs: ``phase_epochs`` gives each phase's epochs (None: ``end_epoch`` shared
-    equally, rounded up); ``phase`` (None: all) runs that phase alone, e.g. GRADIA's phase 2
-    from an ``init_from`` checkpoint; ``phase_loaders[name]`` replaces ``loaders`` in that
-    phase (GRADIA's phase-2 training set adds rated validation images).
+    equally, rounded up); ``phase_select_metrics`` each phase's ``select_metric`` (None:
+    ``select_metric`` in every phase); ``phase`` (None: all) runs that phase alone, e.g.
+    GRADIA's phase 2 from an ``init_from`` checkpoint; ``phase_loaders[name]`` replaces
+    ``loaders`` in that phase (GRADIA's phase-2 training set adds rated validation images).
 
     Returns:
         the summary of the last fit, plus ``phases`` (every phase's summary) for phased runs.
@@ -202,13 +203,15 @@ def train_model(model: nn.Module, loaders: Mapping[str, DataLoader | None], conf
     if not names:
         return fit(model, loaders, config, run_dir)
     epochs = config.get("phase_epochs") or [-(-int(config["end_epoch"]) // len(names))] * len(names)
+    metrics = config.get("phase_select_metrics") or [config.get("select_metric", ENGINE_DEFAULTS["select_metric"])] * len(names)
     start = int(config.get("phase") or 1)
-    if len(epochs) != len(names) or not 1 <= start <= len(names):
-        raise ValueError(f"phase_epochs={config.get('phase_epochs')} / phase={config.get('phase')}: the model "
-                         f"trains in {len(names)} phases {list(names)}")
+    if len(epochs) != len(names) or len(metrics) != len(names) or not 1 <= start <= len(names):
+        raise ValueError(f"phase_epochs={config.get('phase_epochs')}, phase_select_metrics="
+                         f"{config.get('phase_select_metrics')}, phase={config.get('phase')}: the model trains in "
+                         f"{len(names)} phases {list(names)}")
     phase_loaders = phase_loaders or {}
-    phases = [Phase(name, phase_loaders.get(name, loaders), {"end_epoch": int(count)})
-              for name, count in zip(names, epochs)]
+    phases = [Phase(name, phase_loaders.get(name, loaders), {"end_epoch": int(count), "select_metric": metric})
+              for name, count, metric in zip(names, epochs, metrics)]
     summaries = fit_phases(model, phases[start - 1:], config, run_dir, first=start)
     return {**summaries[-1], "phases": summaries}
 

@@ -313,6 +313,8 @@ def test_gradia_runs_both_phases_and_reports_attention_scores(tiny_cub, tmp_path
     assert "val_attention_iou" in phase2 and 0 <= phase2["val_attention_iou"].iloc[0] <= 1
     summary = json.loads((run / "phase2" / "summary.json").read_text())
     assert 0 <= summary["test"]["attention_iou"] <= 1 and summary["eval_protocol"] == "single"
+    assert summary["select_metric"] == "attention_iou"  # GRADIA's phase-2 criterion, on validation
+    assert json.loads((run / "phase1" / "summary.json").read_text())["select_metric"] == "top1"
     assert len(list((run / "cam").glob("gradia_*.png"))) == 2
     config = json.loads((run / "phase2" / "config.json").read_text())
     assert (config["optimizer"], config["init_lr"]) == ("adam", 1e-3)  # GRADIA's recipe, both phases
