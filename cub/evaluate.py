@@ -79,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         if config["cam_images"] > 0:
             write_attention_overlays(model, first_batch(panels, config["cam_images"]), out_dir / "attention",
                                      panels.transform.mean, panels.transform.std)
+    extra = "".join(f", {name} {results[name]:.3f}" for name in results["sample_metrics"])
     report_logger().info(
         f"{checkpoint_path}: {config['model_type']} on {results['num_samples']} test images: "
-        f"top-1 {report['top1']:.2f}%, top-5 {report['top5']:.2f}% "
+        f"top-1 {report['top1']:.2f}%, top-5 {report['top5']:.2f}%{extra} "
         f"(resize + centre crop {config['input_size']} px, protocol {results['protocol']!r}) -> {out_dir}"
     )
     return 0
