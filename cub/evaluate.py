@@ -29,9 +29,10 @@ from cub.experiment import (
     panel_dataset,
     resolve_path,
 )
-from gaze.config import config_or_report
+from gaze.config import config_or_report, evaluated_config
+from gaze.engine.checkpoint import best_checkpoint
 from gaze.engine.dist import resolve_device
-from gaze.engine.evaluate import evaluate
+from gaze.engine.evaluate import evaluate, format_model_metrics
 from gaze.engine.importers import import_checkpoint, load_model_checkpoint
 from gaze.engine.logging import report_logger
 from gaze.models import model_class
@@ -44,26 +45,18 @@ def load_evaluated_model(config: dict[str, Any], checkpoint_path: Path) -> tuple
     """The checkpoint's model with its weights; the config updated with the keys that define
     the network (those its class reads, ``config_keys_read``) as the checkpoint saved them."""
     checkpoint = import_checkpoint(checkpoint_path)
-    saved = checkpoint.get("config") or {}
-    keys = model_class(checkpoint["model_name"]).config_keys_read()
-    config = {**config, **{k: saved[k] for k in keys if k in saved}}
-    config.update(model_type=checkpoint["model_name"], pretrain_path=None, GAT_pretrained=None, init_from=None)
+    config = {**evaluated_config(config, checkpoint), "GAT_pretrained": None}
     model = build_model(config)
     load_model_checkpoint(model, checkpoint)
     return model, config
-
-
-def run_checkpoint(config: dict[str, Any]) -> Path:
-    """``<model_path>/<model_name>/ckpt_best.pt`` of the config's run (a phased method's last phase)."""
-    phases = model_class(config["model_type"]).phases
-    return Path(config["model_path"]) / config["model_name"] / (phases[-1] if phases else "") / "ckpt_best.pt"
 
 
 def main(argv: list[str] | None = None) -> int:
     config = config_or_report(load_cub_config, argv)
     if config is None:
         return 2
-    checkpoint_path = resolve_path(config["checkpoint"] or str(run_checkpoint(config)))
+    checkpoint_path = resolve_path(config["checkpoint"] or str(best_checkpoint(Path(config["model_path"]) / config["model_name"],
+                                                                model_class(config["model_type"]).phases)))
     model, config = load_evaluated_model(config, checkpoint_path)
     device = resolve_device(config["device"])
     model.to(device).eval()
@@ -79,10 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         if config["cam_images"] > 0:
             write_attention_overlays(model, first_batch(panels, config["cam_images"]), out_dir / "attention",
                                      panels.transform.mean, panels.transform.std)
-    extra = "".join(f", {name} {results[name]:.3f}" for name in results["sample_metrics"])
     report_logger().info(
         f"{checkpoint_path}: {config['model_type']} on {results['num_samples']} test images: "
-        f"top-1 {report['top1']:.2f}%, top-5 {report['top5']:.2f}%{extra} "
+        f"top-1 {report['top1']:.2f}%, top-5 {report['top5']:.2f}%{format_model_metrics(results)} "
         f"(resize + centre crop {config['input_size']} px, protocol {results['protocol']!r}) -> {out_dir}"
     )
     return 0

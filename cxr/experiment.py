@@ -36,6 +36,7 @@ from gaze.data.patient_splits import (
     write_split_table,
 )
 from gaze.data.transforms import GGCAMTransform, build_resize_transforms
+from gaze.engine.checkpoint import best_checkpoint
 from gaze.engine.dist import is_main_process, seed_everything
 from gaze.engine.logging import report_logger
 from gaze.models import model_class
@@ -227,8 +228,7 @@ def fold_checkpoint(checkpoint_dir: Path, k: int, name: str, phases: tuple[str, 
     """The checkpoint of run ``k`` named ``name`` (see :func:`run_name`): ours
     (``<name>/ckpt_best.pt``, or ``<name>/<last phase>/ckpt_best.pt`` of a phased method) or
     HAFC's (``<k>_fold/best.pth``; ``best.pth`` outside CV)."""
-    ours = checkpoint_dir / name / phases[-1] if phases else checkpoint_dir / name
-    candidates = [ours / "ckpt_best.pt", checkpoint_dir / f"{k}_fold" / "best.pth"]
+    candidates = [best_checkpoint(checkpoint_dir / name, phases), checkpoint_dir / f"{k}_fold" / "best.pth"]
     if not name.startswith("fold"):  # one checkpoint for all would be wrong across CV folds
         candidates.append(checkpoint_dir / "best.pth")
     for candidate in candidates:

@@ -18,12 +18,11 @@ import torch
 
 from gaze.atomic import atomic_path
 from gaze.engine.checkpoint import plain_config
+from gaze.engine.evaluate import model_metrics
 from gaze.engine.logging import read_metrics
 from gaze.models.base import GazeModel
 from gaze.viz.plots import plot_training_curves
 
-#: The engine's own test numbers; any other (a model's metric, e.g. GRADIA's attention_iou) joins the fold row.
-ENGINE_METRICS = ("top1", "top5", "loss", "num_samples")
 #: Fold metrics (classification_report.json key -> column), all on the fold's test images.
 FOLD_METRICS = {"top1": "accuracy", "macro_f1": "macro_f1", "weighted_f1": "weighted_f1",
                 "roc_auc_ovr": "auc_ovr", "roc_auc_ovo": "auc_ovo"}
@@ -56,7 +55,7 @@ def write_fold_artefacts(model: GazeModel, config: dict, fold_dir: Path, k: int,
     params.update(model.describe())
     _write_json(fold_dir / "params.json", params)
     row = fold_row(k, summary["best_epoch"], report)
-    row.update({name: value for name, value in (summary["test"] or {}).items() if name not in ENGINE_METRICS})
+    row.update(model_metrics(summary["test"] or {}))
     return row
 
 

@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader
 
 from folder.experiment import build_dataset, build_model, load_data, load_folder_config, resolve_path, run_dir
 from gaze.attention.annotations import AnnotationFormatError, image_key
-from gaze.config import config_or_report
+from gaze.config import config_or_report, evaluated_config
+from gaze.engine.checkpoint import best_checkpoint
 from gaze.engine.dist import resolve_device
 from gaze.engine.evaluate import evaluate
 from gaze.engine.importers import import_checkpoint, load_model_checkpoint
@@ -39,21 +40,13 @@ def read_assessments(path: Path) -> dict[str, bool]:
     return {image_key(entry["img"]): entry["label"] == "unreasonable" for entry in entries}
 
 
-def default_checkpoint(config: dict) -> Path:
-    """``ckpt_best.pt`` of this config's run (a phased method's last phase)."""
-    phases = model_class(config["model_type"]).phases
-    return run_dir(config) / (phases[-1] if phases else "") / "ckpt_best.pt"
-
-
 def main(argv: list[str] | None = None) -> int:
     config = config_or_report(load_folder_config, argv)
     if config is None:
         return 2
-    path = resolve_path(config["checkpoint"]) if config["checkpoint"] else default_checkpoint(config)
+    path = resolve_path(config["checkpoint"]) if config["checkpoint"] else best_checkpoint(run_dir(config), model_class(config["model_type"]).phases)
     checkpoint = import_checkpoint(path)
-    saved = checkpoint.get("config") or {}
-    config = {**config, **{k: saved[k] for k in model_class(checkpoint["model_name"]).config_keys_read() if k in saved},
-              "model_type": checkpoint["model_name"], "pretrain_path": None, "init_from": None}
+    config = evaluated_config(config, checkpoint)
     data = load_data(config)
     model = build_model(config, len(data.class_names))
     load_model_checkpoint(model, checkpoint)

@@ -21,6 +21,7 @@ import sys
 from folder.experiment import build_model, load_data, load_folder_config, phase_loaders, run_dir
 from gaze.config import config_or_report
 from gaze.engine.dist import is_main_process
+from gaze.engine.evaluate import format_model_metrics
 from gaze.engine.fit import train_model
 from gaze.engine.logging import report_logger
 from gaze.viz.panels import write_cam_panels
@@ -39,10 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         if data.masks is not None:
             write_cam_panels(model, loaders["test"].dataset, config["cam_images"], out_dir / "cam")
         test = summary["test"]
-        extra = "".join(f", {k} {v:.3f}" for k, v in test.items() if k not in ("top1", "top5", "loss", "num_samples"))
         report_logger().info(
             f"{config['model_type']} ({config['backbone']}, {config['input_size']} px): best epoch "
-            f"{summary['best_epoch']} on val; test top-1 {test['top1']:.2f}%{extra} on {test['num_samples']} images "
+            f"{summary['best_epoch']} on val; test top-1 {test['top1']:.2f}%{format_model_metrics(test)} on {test['num_samples']} images "
             f"(protocol {summary['eval_protocol']!r}) -> {out_dir}")
     return 0
 

@@ -284,6 +284,18 @@ def registry_choices() -> dict[str, list]:
             "eval_protocol": sorted(EVAL_PROTOCOLS)}
 
 
+def evaluated_config(config: Mapping[str, Any], checkpoint: Mapping) -> dict[str, Any]:
+    """``config`` for evaluating ``checkpoint`` (ours or imported): its model type, the keys that
+    define the network as it saved them (those the class reads, ``config_keys_read``), and no
+    weight source besides the checkpoint (``pretrain_path``, ``init_from`` off)."""
+    from gaze.models import model_class  # the registry imports every model: only when evaluating
+
+    saved = checkpoint.get("config") or {}
+    keys = model_class(checkpoint["model_name"]).config_keys_read()
+    return {**config, **{k: saved[k] for k in keys if k in saved}, "model_type": checkpoint["model_name"],
+            "pretrain_path": None, "init_from": None}
+
+
 def apply_recipe(config: dict, tree_recipe: Mapping[str, Any], method_recipe: Mapping[str, Any]) -> dict:
     """Fill the training keys a config leaves unset from the method's recipe, else the tree's.
 

@@ -24,6 +24,11 @@ CKPT_LAST = "ckpt_last.pt"
 CKPT_BEST = "ckpt_best.pt"
 
 
+def best_checkpoint(run_dir: str | os.PathLike, phases: tuple[str, ...] = ()) -> Path:
+    """``<run_dir>/ckpt_best.pt``, or ``<run_dir>/<last phase>/ckpt_best.pt`` of a phased method."""
+    return Path(run_dir) / (phases[-1] if phases else "") / CKPT_BEST
+
+
 def plain_config(value: object) -> object:
     """A config made of primitives only (Paths and other objects become strings)."""
     if isinstance(value, Mapping):

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.utils.data import DistributedSampler
 
 from gaze.engine.dist import all_gather_objects, is_distributed
-from gaze.engine.loop import autocast, unwrap_model
+from gaze.engine.loop import autocast, move_to_device, unwrap_model
 from gaze.registries import registrar
 
 #: Config keys this module reads, with the values used when a config lacks them.
@@ -50,6 +50,17 @@ def flip_views(model: nn.Module, batch: dict) -> Tensor:
     mirrored = {key: value.flip(-1) if key in ("image", "gaze", "mask", "masked_image") and value is not None
                 else value for key, value in batch.items()}
     return (_logits(model.predict(batch)) + _logits(model.predict(mirrored))) / 2
+
+
+def model_metrics(results: Mapping) -> dict[str, float]:
+    """The numbers of an evaluation (or its summary) beyond :data:`BASE_METRICS`: the metrics a
+    model or protocol reports (GRADIA's ``attention_iou``, ...), in their order."""
+    return {k: v for k, v in results.items() if isinstance(v, float) and k not in BASE_METRICS}
+
+
+def format_model_metrics(results: Mapping) -> str:
+    """``", attention_iou 0.163, ..."`` for a report line; '' when there are none."""
+    return "".join(f", {name} {value:.3f}" for name, value in model_metrics(results).items())
 
 
 def check_protocol(name: str) -> None:
@@ -89,11 +100,8 @@ def evaluate(
     model.eval()
     ids, columns = [], {"labels": [], "probabilities": [], "losses": []}
     for batch in loader:
-        images = batch["image"].to(device, non_blocking=True)  # (B, 3, H, W)
-        batch_labels = batch["label"].to(device, non_blocking=True)  # (B,)
-        gaze_maps = batch.get("gaze")
-        gaze_maps = gaze_maps.to(device, non_blocking=True) if gaze_maps is not None else None
-        on_device = {**batch, "image": images, "label": batch_labels, "gaze": gaze_maps}
+        on_device = move_to_device(batch, device)  # image, label, gaze, mask, weights: whatever the batch holds
+        batch_labels = on_device["label"]  # (B,)
         with autocast(device, amp):
             outputs = model.loss(on_device) if model_loss else EVAL_PROTOCOLS[protocol](model, on_device)
         logits = _logits(outputs).float()  # (B, C)

@@ -62,7 +62,7 @@ from gaze.engine.dist import (
     epoch_seed,
     seed_everything,
 )
-from gaze.engine.evaluate import BASE_METRICS, EVAL_DEFAULTS, check_protocol, evaluate
+from gaze.engine.evaluate import BASE_METRICS, EVAL_DEFAULTS, check_protocol, evaluate, model_metrics
 from gaze.engine.logging import (
     TensorBoard,
     append_metrics_row,
@@ -473,7 +473,7 @@ def _resume(run: Run, model: nn.Module, training: Training, plateau=None) -> Run
 
 def _val_scalars(val: Mapping) -> dict[str, float]:
     """loss, top1, top5 and the model's or protocol's metrics of a validation result."""
-    return {k: v for k, v in val.items() if k in BASE_METRICS or (isinstance(v, float) and k != "num_samples")}
+    return {**{k: v for k, v in val.items() if k in BASE_METRICS}, **model_metrics(val)}
 
 
 def _log_epoch(run: Run, epoch: int, train_stats: Mapping, val: Mapping, state: RunState) -> None:

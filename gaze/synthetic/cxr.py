@@ -60,7 +60,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from gaze.atomic import atomic_write_bytes
 from gaze.attention.egd import screen_to_image
-from gaze.synthetic.marker import MARKER_NAME, reuse_or_clear
+from gaze.synthetic.marker import MARKER_NAME, ensure_set
 
 #: Bumped when the drawing or the tables change, so ensure_synthetic_cxr_eye rebuilds old sets.
 GENERATOR_VERSION = 1
@@ -902,20 +902,15 @@ def ensure_synthetic_cxr_eye(root: str | Path, verbose: bool = True, **kwargs) -
         dict(images_per_class=100, image_size=[320, 400], seed=0, with_heatmap_pngs=True),
         **{k: ([int(s) for s in v] if k == "image_size" else v) for k, v in kwargs.items()},
     )
-    if reuse_or_clear(root, wanted, GENERATOR_VERSION, "gaze.synthetic.cxr"):
-        if verbose:
-            print(f"Using the SYNTHETIC CXR-Eye-like dataset at {root} "
-                  "(drawn radiographs, simulated gaze; not MIMIC-CXR / EGD-CXR).", flush=True)
-        return root
-    if verbose:
-        print(
-            f"Generating a SYNTHETIC CXR-Eye-like dataset at {root} ({wanted}): drawn chest radiographs "
-            "whose classes (Normal / CHF / pneumonia) differ in local findings, with simulated gaze. It is "
-            "NOT MIMIC-CXR or EGD-CXR; for real results point the image root at your MIMIC-CXR-JPG folder "
-            "(holding files/) and the master sheet, fixations and heatmaps at your egd-cxr/1.0.0 folder.",
-            flush=True,
-        )
-    return make_synthetic_cxr_eye(root, **kwargs)
+    return ensure_set(
+        root, wanted, GENERATOR_VERSION, "gaze.synthetic.cxr", lambda: make_synthetic_cxr_eye(root, **kwargs),
+        f"Using the SYNTHETIC CXR-Eye-like dataset at {root} (drawn radiographs, simulated gaze; not MIMIC-CXR / "
+        "EGD-CXR).",
+        f"Generating a SYNTHETIC CXR-Eye-like dataset at {root} ({wanted}): drawn chest radiographs "
+        "whose classes (Normal / CHF / pneumonia) differ in local findings, with simulated gaze. It is "
+        "NOT MIMIC-CXR or EGD-CXR; for real results point the image root at your MIMIC-CXR-JPG folder "
+        "(holding files/) and the master sheet, fixations and heatmaps at your egd-cxr/1.0.0 folder.",
+        verbose)
 
 
 def main(argv: list[str] | None = None) -> int:

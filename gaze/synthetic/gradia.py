@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from gaze.atomic import atomic_path
-from gaze.synthetic.marker import MARKER_NAME, README_HEADER, reuse_or_clear
+from gaze.synthetic.marker import MARKER_NAME, README_HEADER, ensure_set
 
 GENERATOR_VERSION = 1
 CLASSES = ("horizontal", "vertical")
@@ -104,12 +104,19 @@ def make_synthetic_gradia(root: str | Path, per_class: tuple[int, int, int] = (4
     return root
 
 
-def ensure_synthetic_gradia(root: str | Path, **kwargs) -> Path:
+def ensure_synthetic_gradia(root: str | Path, verbose: bool = True, **kwargs) -> Path:
     """The set at ``root``, generated unless a complete one with the same parameters is there
-    (a folder holding other data is never touched: FileExistsError)."""
+    (a folder holding other data is never touched: FileExistsError); says it is SYNTHETIC."""
     root = Path(root)
     wanted = {"per_class": [40, 15, 15], "image_size": 112, "seed": 0}
     wanted.update({key: list(value) if key == "per_class" else value for key, value in kwargs.items()})
-    if not reuse_or_clear(root, wanted, GENERATOR_VERSION, "gaze.synthetic.gradia"):
-        make_synthetic_gradia(root, tuple(wanted["per_class"]), wanted["image_size"], wanted["seed"])
-    return root
+    return ensure_set(
+        root, wanted, GENERATOR_VERSION, "gaze.synthetic.gradia",
+        lambda: make_synthetic_gradia(root, tuple(wanted["per_class"]), wanted["image_size"], wanted["seed"]),
+        f"Using the SYNTHETIC GRADIA-layout dataset at {root} (striped-square pictures, random ratings; "
+        "not GRADIA's photos or judgements).",
+        f"Generating a SYNTHETIC dataset in GRADIA's layout at {root} ({wanted}): two classes decided by a "
+        "small striped square, its masks, random ratings in the published proportions. It is NOT GRADIA's "
+        "data; for real results point root at your ImageFolder (train/ val/ test/) and attention_dir at "
+        "GRADIA's JSON files.",
+        verbose)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Callable
 
 #: Written last by every generator: its parameters and version (a set without it is unfinished).
 MARKER_NAME = ".synthetic_complete.json"
@@ -38,3 +39,17 @@ def reuse_or_clear(root: Path, wanted: dict, version: int, generator: str) -> bo
             )
         shutil.rmtree(root)
     return False
+
+
+def ensure_set(root: Path, wanted: dict, version: int, generator: str, make: Callable[[], object],
+               using: str, generating: str, verbose: bool = True) -> Path:
+    """``root`` reused when it holds a complete set made with ``wanted`` (see :func:`reuse_or_clear`),
+    else written by ``make()``; ``using`` / ``generating`` say which, and that the data are SYNTHETIC."""
+    if reuse_or_clear(root, wanted, version, generator):
+        if verbose:
+            print(using, flush=True)
+        return root
+    if verbose:
+        print(generating, flush=True)
+    make()
+    return root
