@@ -3,22 +3,22 @@
 Class names are the sorted folder names (torchvision's ``find_classes``); images load as RGB
 whatever their mode (grey, CMYK, palette) and a truncated file is an error naming it. An
 item is ``{'image', 'label', 'id'}`` (id: the file name, GRADIA's key) plus, when the dataset
-has masks, ``'mask'`` (1,H,W) in [0, 1] (all zero for an image without one) and the per-sample
-GRADIA weights ``'weight_ce'``, ``'weight_att'`` (gaze.attention.annotations.sample_weights).
-The mask goes through the same geometric transform call as the image (G2 fixed).
+has human attention, ``'mask'`` (1,H,W) in [0, 1] (all zero for an image without one) and the
+per-sample GRADIA weights ``'weight_ce'``, ``'weight_att'`` (gaze.data.human_attention). The
+mask goes through the same geometric transform call as the image (G2 fixed).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
-from gaze.attention.annotations import sample_weights
+from gaze.data.human_attention import HumanAttention
 from gaze.data.images import load_rgb_image
 from gaze.data.transforms import JointTransform
 
@@ -36,35 +36,29 @@ def folder_samples(root: str | Path, split: str) -> tuple[list[tuple[str, int]],
 
 
 class ImageFolderDataset(Dataset):
-    """Images of an ImageFolder split (or any list of them), with their masks and weights."""
+    """Images of an ImageFolder split (or any list of them), with their human attention."""
 
     def __init__(
         self,
         samples: Sequence[tuple[str, int]],
         class_names: Sequence[str],
         transform: JointTransform,
-        masks: Mapping[str, np.ndarray] | None = None,
-        ratings: Mapping[str, str] | None = None,
-        attention_samples: str = "rated",
+        human: HumanAttention | None = None,
     ) -> None:
         """Args:
             samples: (path, label) pairs.
             class_names: C names (label k is ``class_names[k]``).
             transform: joint image + attention transform (``build_resize_transforms``).
-            masks: {file name: (H, W) bool}, any size; None: items carry no mask.
-            ratings: {file name: 'RA' | 'UA' | 'RI' | 'UI'} (reasonability codes).
-            attention_samples: 'rated' | 'all', see ``sample_weights``.
+            human: masks and ratings keyed by file name; None: items carry no mask.
         """
         self.samples = [(str(path), int(label)) for path, label in samples]
         self.ids = [Path(path).name for path, _ in self.samples]
-        repeated = sorted({i for i in self.ids if self.ids.count(i) > 1})
+        repeated = sorted(name for name, count in Counter(self.ids).items() if count > 1)
         if repeated:
             raise ValueError(f"image file names must be unique (they key masks and ratings): {repeated[:3]}")
         self.class_names = list(class_names)
         self.transform = transform
-        self.masks = masks
-        self.ratings = dict(ratings or {})
-        self.attention_samples = attention_samples
+        self.human = human
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -74,13 +68,7 @@ class ImageFolderDataset(Dataset):
         sample_id = self.ids[index]
         image = load_rgb_image(path)
         item: dict[str, Any] = {"label": torch.tensor(label, dtype=torch.long), "id": sample_id}
-        if self.masks is None:
+        if self.human is None:
             item["image"], _ = self.transform(image, None)
             return item
-        mask = self.masks.get(sample_id)
-        has_mask = mask is not None and bool(mask.any())
-        human = torch.from_numpy(mask.astype(np.float32)) if mask is not None else torch.zeros(image.size[::-1])
-        item["image"], item["mask"] = self.transform(image, human)
-        weight_ce, weight_att = sample_weights(self.ratings.get(sample_id), has_mask, self.attention_samples)
-        item["weight_ce"], item["weight_att"] = torch.tensor(weight_ce), torch.tensor(weight_att)
-        return item
+        return {**item, **self.human.transform(self.transform, image, None, sample_id)}

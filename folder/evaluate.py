@@ -12,14 +12,12 @@ times the photo) and, with --assessments, reasonablity_test.json and the matrix.
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 from torch.utils.data import DataLoader
 
 from folder.experiment import build_dataset, build_model, load_data, load_folder_config, resolve_path, run_dir
-from gaze.attention.annotations import AnnotationFormatError, image_key
+from gaze.attention.annotations import read_assessments
 from gaze.config import config_or_report, evaluated_config
 from gaze.engine.checkpoint import best_checkpoint
 from gaze.engine.dist import resolve_device
@@ -27,17 +25,8 @@ from gaze.engine.evaluate import evaluate
 from gaze.engine.importers import import_checkpoint, load_model_checkpoint
 from gaze.engine.logging import report_logger
 from gaze.models import model_class
-from gaze.viz.attention import write_attention_files, write_attention_overlays
-from gaze.viz.panels import first_batch
+from gaze.viz.attention import write_attention_evaluation
 from gaze.viz.reports import write_reports
-
-
-def read_assessments(path: Path) -> dict[str, bool]:
-    """{image: judged unreasonable} of a GRADIA assessment file (a list of {"img", "label"}, A3)."""
-    entries = json.loads(path.read_text())
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and "img" in e and "label" in e for e in entries):
-        raise AnnotationFormatError(f"{path}: expected a JSON list of {{'img', 'label'}} entries")
-    return {image_key(entry["img"]): entry["label"] == "unreasonable" for entry in entries}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,12 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     line = f"{path}: test top-1 {report['top1']:.2f}% on {results['num_samples']} images"
     if "attention_iou" in results["sample_metrics"]:
         assessments = read_assessments(resolve_path(config["assessments"])) if config["assessments"] else None
-        attention = write_attention_files(results, out_dir, "test", assessments)
-        line += f", attention IoU {attention['iou']:.3f} on {attention['images_with_mask']} masked images"
-        if attention["matrix"] is not None:
-            line += f", reasonability matrix (rows accurate/inaccurate, columns reasonable/unreasonable) {attention['matrix']}"
-        if config["cam_images"] > 0:
-            write_attention_overlays(model, first_batch(test_set, config["cam_images"]), out_dir / "attention")
+        line += ", " + write_attention_evaluation(model, results, test_set, out_dir, config["cam_images"], "test",
+                                                   assessments)
     report_logger().info(f"{line} (protocol {results['protocol']!r}) -> {out_dir}")
     return 0
 

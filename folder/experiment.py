@@ -2,31 +2,22 @@
 
 Shared by ``folder/train.py`` and ``folder/evaluate.py``. GRADIA's phase-2 training set
 (the published ``p2_train``, gradia_cal.md A2) is the training images plus every RATED
-validation image; it is written as ``p2_train.csv`` in the run folder, never into the data.
-Phase 2 then selects on the validation images left (the published code selected on test, G4).
+validation image, written as ``p2_train.csv`` in the run folder (``gaze.data.human_attention``).
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
 
 from folder.dataset import ImageFolderDataset, folder_samples
 from folder.published import PUBLISHED
-from gaze.atomic import atomic_path
-from gaze.attention.annotations import (
-    ATTENTION_SAMPLES,
-    check_known_images,
-    gradia_masks,
-    read_mask_pngs,
-    read_reasonability,
-)
+from gaze.attention.annotations import ATTENTION_SAMPLES, check_known_images, gradia_masks
 from gaze.config import (
     PUBLISHED_SUFFIX,
     apply_protocol,
@@ -37,6 +28,7 @@ from gaze.config import (
     weights_path,
 )
 from gaze.config import resolve_path as shared_resolve_path
+from gaze.data.human_attention import HumanAttention, load_human_attention, phase_two_split, write_phase_two_train
 from gaze.data.transforms import build_resize_transforms
 from gaze.engine.dist import is_main_process, seed_everything
 from gaze.models import model_class
@@ -52,7 +44,6 @@ FOLDER_RECIPE = {"optimizer": "sgd", "init_lr": 0.01, "lr_schedule": "constant"}
 ATTENTION_FILES = {"val": "attention_val.json", "update": "attention_val_update.json",
                    "remove": "attention_val_remove.json", "test": "attention_test.json"}
 RATINGS_FILE = "reasonablity_val.json"
-P2_TRAIN_CSV = "p2_train.csv"
 
 
 def resolve_path(path: str | None) -> Path | None:
@@ -79,8 +70,7 @@ class FolderData:
 
     samples: dict[str, list[tuple[str, int]]]
     class_names: list[str]
-    masks: dict[str, np.ndarray] | None = None
-    ratings: dict[str, str] = field(default_factory=dict)
+    human: HumanAttention | None = None
 
 
 def data_root(config: dict[str, Any]) -> Path:
@@ -92,7 +82,8 @@ def data_root(config: dict[str, Any]) -> Path:
 
 
 def load_data(config: dict[str, Any]) -> FolderData:
-    """Splits, class names (the same in every split), GRADIA masks / PNG masks and ratings."""
+    """Splits, class names (the same in every split), GRADIA masks / PNG masks and ratings
+    (None when the dataset has neither masks nor ratings)."""
     root = data_root(config)
     samples, names = {}, None
     for split in ("train", "val", "test"):
@@ -100,47 +91,32 @@ def load_data(config: dict[str, Any]) -> FolderData:
         if names is not None and split_names != names:
             raise ValueError(f"{root / split}: classes {split_names} differ from the training classes {names}")
         names = split_names
-    ids = {Path(path).name for split in samples.values() for path, _ in split}
+    ids = sorted({Path(path).name for split in samples.values() for path, _ in split})
     attention_dir = resolve_path(config["attention_dir"]) if config["attention_dir"] else root
     files = {key: attention_dir / name for key, name in ATTENTION_FILES.items() if (attention_dir / name).is_file()}
-    masks = gradia_masks(**files) if files else None
-    if config["masks_dir"]:
-        masks = {**(masks or {}), **read_mask_pngs(resolve_path(config["masks_dir"]), sorted(ids))}
-    if masks is not None:
-        check_known_images(masks, ids, f"masks in {attention_dir}" + (f" and {config['masks_dir']}" if config["masks_dir"] else ""))
-    ratings_path = resolve_path(config["ratings"]) if config["ratings"] else attention_dir / RATINGS_FILE
-    ratings = {}
-    if config["ratings"] or ratings_path.is_file():
-        ratings = read_reasonability(ratings_path)
-        check_known_images(ratings, ids, str(ratings_path))
-    return FolderData(samples, names, masks, ratings)
+    masks = gradia_masks(**files) if files else {}
+    check_known_images(masks, ids, f"masks in {attention_dir}")
+    ratings = resolve_path(config["ratings"]) if config["ratings"] else attention_dir / RATINGS_FILE
+    human = load_human_attention(ids, ratings if config["ratings"] or ratings.is_file() else None,
+                                 resolve_path(config["masks_dir"]), config["attention_samples"],
+                                 config["gaze_threshold"], masks=masks)
+    return FolderData(samples, names, human if human.masks or human.ratings else None)
 
 
 def phase_two_samples(data: FolderData) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    """(training set, validation set) of GRADIA's phase 2: the training images plus the rated
-    validation images, and the validation images left (all of them when nothing is rated)."""
-    rated = [sample for sample in data.samples["val"] if Path(sample[0]).name in data.ratings]
-    left = [sample for sample in data.samples["val"] if Path(sample[0]).name not in data.ratings]
-    if rated and not left:
-        raise ValueError("every validation image is rated: phase 2 trains on them and has none left to select on; "
-                         "keep some validation images unrated")
-    return data.samples["train"] + rated, left if rated else data.samples["val"]
-
-
-def write_p2_train(samples: list[tuple[str, int]], out_dir: Path) -> Path:
-    """``p2_train.csv`` (path, label) in the run folder (the published p2_train folder, as a file)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / P2_TRAIN_CSV) as temporary:
-        pd.DataFrame(samples, columns=["path", "label"]).to_csv(temporary, index=False)
-    return out_dir / P2_TRAIN_CSV
+    """(training set, validation set) of GRADIA's phase 2 (``gaze.data.human_attention.phase_two_split``)."""
+    rated = data.human.ratings if data.human else {}
+    by_name = {Path(path).name: (path, label) for split in ("train", "val") for path, label in data.samples[split]}
+    train, val = phase_two_split([Path(p).name for p, _ in data.samples["train"]],
+                                 [Path(p).name for p, _ in data.samples["val"]], rated)
+    return [by_name[name] for name in train], [by_name[name] for name in val]
 
 
 def build_dataset(config: dict[str, Any], data: FolderData, samples: list[tuple[str, int]], train: bool
                   ) -> ImageFolderDataset:
     """GRADIA's recipe (A4): resize to the input size, a shared flip when training, ImageNet normalisation."""
     transform = build_resize_transforms(train=train, size=config["input_size"], flip=True)
-    return ImageFolderDataset(samples, data.class_names, transform, data.masks, data.ratings,
-                              config["attention_samples"])
+    return ImageFolderDataset(samples, data.class_names, transform, data.human)
 
 
 def build_loaders(config: dict[str, Any], data: FolderData, train: list, val: list) -> dict[str, DataLoader]:
@@ -156,11 +132,11 @@ def phase_loaders(config: dict[str, Any], data: FolderData, out_dir: Path) -> tu
     trains on ``p2_train`` (written to the run folder) when there are ratings."""
     loaders = build_loaders(config, data, data.samples["train"], data.samples["val"])
     phases = model_class(config["model_type"]).phases
-    if not phases or not data.ratings:
+    if not phases or data.human is None or not data.human.ratings:
         return loaders, {}
     train, val = phase_two_samples(data)
     if is_main_process():
-        write_p2_train(train, out_dir)
+        write_phase_two_train(pd.DataFrame(train, columns=["path", "label"]), out_dir)
     return loaders, {phases[-1]: build_loaders(config, data, train, val)}
 
 

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(config, len(data.class_names))
     summary = train_model(model, loaders, config, out_dir, per_phase)
     if is_main_process():
-        if data.masks is not None:
+        if data.human is not None:
             write_cam_panels(model, loaders["test"].dataset, config["cam_images"], out_dir / "cam")
         test = summary["test"]
         report_logger().info(

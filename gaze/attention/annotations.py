@@ -128,6 +128,29 @@ def read_reasonability(path: str | os.PathLike) -> dict[str, str]:
     return codes
 
 
+def read_assessments(path: str | os.PathLike) -> dict[str, bool]:
+    """``{basename: judged unreasonable}`` of people's verdicts on a model's attention (A3, A7):
+    GRADIA's assessment file (a list of ``{"img", "label": "unreasonable" | other}``) or a
+    ``reasonablity_<split>.json`` object (the verdict is the first word of its label).
+
+    Raises:
+        AnnotationFormatError: neither form, or an entry without ``img`` / ``label``, or an
+            unknown reasonability label (naming the file and the entry).
+    """
+    entries = _read_json(path)
+    if isinstance(entries, dict):
+        return {key: code.startswith("U") for key, code in read_reasonability(path).items()}
+    if not isinstance(entries, list):
+        raise AnnotationFormatError(f"{path}: expected a JSON list of {{'img', 'label'}} entries or a "
+                                    f"reasonablity object, got {type(entries).__name__}")
+    verdicts = {}
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("img"), str) or "label" not in entry:
+            raise AnnotationFormatError(f"{path}: entry {index} needs 'img' and 'label': {str(entry)[:80]}")
+        verdicts[image_key(entry["img"])] = entry["label"] == "unreasonable"
+    return verdicts
+
+
 def gradia_masks(
     val: str | os.PathLike | None = None,
     update: str | os.PathLike | None = None,

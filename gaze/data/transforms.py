@@ -166,6 +166,19 @@ class JointTransform:
         image, attention = self.pipeline(image, attention)
         return image.as_subclass(torch.Tensor), attention.as_subclass(torch.Tensor).clamp(0.0, 1.0)
 
+    def with_mask(
+        self, image: Image.Image | torch.Tensor, gaze: Any, mask: Any
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """``(image, gaze or None, mask)`` through one pipeline call: the human mask (any size,
+        resized to the image first, as a gaze map is) gets the same crop and flip as the image
+        and the gaze. The mask leaves as a (1, S, S) map in [0, 1], soft at its resized edges."""
+        image = _as_image(image)
+        size = image.shape[-2:]
+        layers = [as_attention_map(mask, size)] + ([as_attention_map(gaze, size)] if gaze is not None else [])
+        image, stacked = self.pipeline(image, AttentionMap(torch.cat(layers)))
+        stacked = stacked.as_subclass(torch.Tensor).clamp(0.0, 1.0)
+        return image.as_subclass(torch.Tensor), stacked[1:] if gaze is not None else None, stacked[:1]
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.pipeline})"
 

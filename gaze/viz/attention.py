@@ -21,6 +21,7 @@ from matplotlib import colormaps
 from gaze.atomic import atomic_path
 from gaze.data.transforms import IMAGENET_MEAN, IMAGENET_STD, denormalize
 from gaze.models.cam import grad_cam
+from gaze.viz.panels import first_batch
 from gaze.viz.plots import save_image
 
 #: Published reasonability matrix cells (A7): row = inaccurate, column = unreasonable.
@@ -79,6 +80,23 @@ def write_attention_files(results: Mapping, out_dir: str | os.PathLike, split: s
         _write_json(out_dir / f"reasonablity_{split}.json", {image: LABELS[code] for image, code in codes.items()})
         summary["matrix"] = matrix.tolist()
     return summary
+
+
+def write_attention_evaluation(model, results: Mapping, dataset, out_dir: str | os.PathLike, cam_images: int,
+                               split: str = "test", unreasonable: Mapping[str, bool] | None = None) -> str:
+    """GRADIA's evaluation outputs (:func:`write_attention_files`) and the BONE overlays of the
+    first ``cam_images`` items of ``dataset`` in ``<out_dir>/attention``; returns the summary
+    for a log line (IoU, and the reasonability matrix when there are assessments)."""
+    summary = write_attention_files(results, out_dir, split, unreasonable)
+    if cam_images > 0:
+        write_attention_overlays(model, first_batch(dataset, cam_images), Path(out_dir) / "attention",
+                                 dataset.transform.mean, dataset.transform.std)
+    line = f"attention IoU {summary['iou']:.3f} on {summary['images_with_mask']} masked images" if summary["iou"] is not None \
+        else "no image has a human mask"
+    if summary["matrix"] is not None:
+        (ra, ua), (ri, ui) = summary["matrix"]
+        line += f"; reasonability of the assessed: RA {ra}, UA {ua}, RI {ri}, UI {ui}"
+    return line
 
 
 def bone_overlay(picture: np.ndarray, cam: np.ndarray) -> np.ndarray:

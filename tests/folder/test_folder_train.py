@@ -14,6 +14,7 @@ from folder import evaluate as folder_evaluate
 from folder import train as folder_train
 from folder.dataset import ImageFolderDataset
 from folder.experiment import load_data, load_folder_config, phase_two_samples
+from gaze.data.human_attention import HumanAttention
 from gaze.data.transforms import build_resize_transforms
 from gaze.synthetic.gradia import make_synthetic_gradia
 
@@ -71,7 +72,7 @@ def test_the_flip_moves_the_mask_with_the_image(tiny_gradia):
     mask = np.zeros((64, 64), bool)
     mask[:, :16] = True  # ... and its mask
     dataset = ImageFolderDataset([(str(path), 0)], ["a"], build_resize_transforms(True, 64, flip=True),
-                                 {"flip.jpg": mask})
+                                 HumanAttention({"flip.jpg": mask}))
     seen = set()
     for seed in range(8):
         torch.manual_seed(seed)
