@@ -25,6 +25,9 @@ gaze_threshold = None         # HAFC's mask minmax(map) > t (cxr §2.1): KFN's m
 phase_epochs = None           # GRADIA: epochs of each phase, e.g. [5, 5]; None: end_epoch shared equally
 phase = None                  # GRADIA: run only this phase (2: fine-tune from init_from); None: all
 phase_select_metrics = None   # phased methods: select_metric of each phase; None: the method's recipe (GRADIA: ['top1', 'attention_iou'], phase 2 as published but on validation), else select_metric in every phase
+ratings = None                # GRADIA: reasonablity_val.json ({"<image id or file name>": "Reasonable Accurate", ...}, e.g. the annotation app's export): phase 2 trains on train + the rated val images (<run>/p2_train.csv) with the rating weights
+masks_dir = None              # GRADIA: drawn masks <masks_dir>/<image id>.png, any size (the annotation app's export); images without one use their gaze map thresholded (gaze_threshold)
+attention_samples = 'all'     # GRADIA phase 2: 'all' (every image with a mask: CUB-GHA gives each one) | 'rated' (published: only images rated UI/UA/RI get the attention loss)
 masked_image_crop = 'shared'  # KFN: 'shared' (image and masked image share one crop and flip) | 'independent' (published: drawn apart, cub_pim §1.7)
 
 # --- data
@@ -81,3 +84,4 @@ select_metric = None          # validation metric choosing the best epoch: 'top1
 eval_protocol = 'single'      # how validation and test images are scored: 'single' (resize + centre crop, one view; published) | 'flip' (+ its mirror, mean logits)
 checkpoint = None             # checkpoint to evaluate (ours or a released best.pth); None: <model_path>/<model_name>/ckpt_best.pt
 eval_dir = None               # where evaluate.py writes; None: <checkpoint folder>/evaluation
+assessments = None            # evaluate.py (GRADIA): people's verdicts on the evaluated model's attention, GRADIA's [{"img", "label": "unreasonable" | other}] or a reasonablity_test.json (keys: image ids or file names): the reasonability matrix

@@ -1,12 +1,14 @@
-"""CUB-200-2011 with human attention (CUB-GHA): items ``{'image', 'label', 'gaze', 'id'}``."""
+"""CUB-200-2011 with human attention (CUB-GHA): items ``{'image', 'label', 'gaze', 'id'}``
+(+ GRADIA's ``mask``, ``weight_ce``, ``weight_att`` with drawn masks or ratings)."""
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +23,7 @@ from gaze.attention.fixations import (
 )
 from gaze.attention.heatmap import load_heatmap, render_heatmap
 from gaze.data.cache import AttentionCache, cache_folder_name
+from gaze.data.human_attention import HumanAttention
 from gaze.data.images import IdRow, TableFormatError, load_rgb_image, read_id_table
 from gaze.data.splits import stratified_split
 from gaze.data.transforms import as_attention_map, build_transforms
@@ -82,6 +85,12 @@ def published_masked_picture(picture: Image.Image, attention: torch.Tensor) -> I
     attention = as_attention_map(attention, pixels.shape[:2]).as_subclass(torch.Tensor)  # (1, H, W) at the image size
     product = pixels * attention[0, ..., None]
     return Image.fromarray(product.mul(255).to(torch.uint8).numpy())
+
+
+def image_files(root: str | os.PathLike) -> dict[str, str]:
+    """``{id: '<class_folder>/<file>.jpg'}`` of every image in ``<root>/images.txt``."""
+    rows = read_id_table(Path(root) / "images.txt", 2, last_is_rest=True)
+    return {str(image_id): rows[image_id].fields[0].strip() for image_id in sorted(rows)}
 
 
 def _resolve(root: Path, path: str | os.PathLike) -> Path:
@@ -152,6 +161,9 @@ class CUBDataset(Dataset):
             branch: ToTensor(image) x ToTensor(map) as 8-bit (truncated) through its own
             ``transform`` call, so a random crop and flip independent of the image's
             (cub_pim §1.7: a defect of the published code, reproduced for its protocol).
+        human: drawn masks and ratings keyed by id (GRADIA): items also carry ``mask``,
+            ``weight_ce`` and ``weight_att`` (:class:`gaze.data.human_attention.HumanAttention`;
+            an image without a drawn mask gets its gaze map thresholded).
     """
 
     def __init__(
@@ -165,6 +177,7 @@ class CUBDataset(Dataset):
         num_classes: int | None = None,
         check_files: bool = True,
         masked_image: bool = False,
+        human: HumanAttention | None = None,
     ):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -190,6 +203,7 @@ class CUBDataset(Dataset):
         if masked_image and self.gaze is None:
             raise ValueError("masked_image=True needs the gaze maps (pass gaze=...)")
         self.masked_image = masked_image
+        self.human = human
 
     # ----------------------------------------------------------------- metadata
     def _read_metadata(self):
@@ -369,17 +383,26 @@ class CUBDataset(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
+    def subset(self, ids: Collection[str]) -> CUBDataset:
+        """The same dataset restricted to the images with these ids (order kept)."""
+        keep = [k for k, image_id in enumerate(self.ids) if image_id in ids]
+        part = copy.copy(self)
+        part.ids = [self.ids[k] for k in keep]
+        part.paths = [self.paths[k] for k in keep]
+        part.labels = self.labels[keep]
+        part.bounding_boxes = None if self.bounding_boxes is None else self.bounding_boxes[keep]
+        return part
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         picture = load_rgb_image(self.paths[index])
         attention = self._attention(index, picture.size) if self.gaze is not None else None
-        image, gaze = self.transform(picture, attention)
-        item = {
-            "image": image,
-            "label": torch.tensor(int(self.labels[index]), dtype=torch.long),
-            "id": self.ids[index],
-        }
-        if gaze is not None:
-            item["gaze"] = gaze
+        item = {"label": torch.tensor(int(self.labels[index]), dtype=torch.long), "id": self.ids[index]}
+        if self.human is not None:
+            item.update(self.human.transform(self.transform, picture, attention, self.ids[index]))
+        else:
+            item["image"], gaze = self.transform(picture, attention)
+            if gaze is not None:
+                item["gaze"] = gaze
         if self.masked_image:
             item["masked_image"] = self.transform(published_masked_picture(picture, attention))[0]
         return item

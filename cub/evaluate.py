@@ -8,7 +8,10 @@ The model (type, backbone, classes, input size) comes from the checkpoint; data 
 from cub/config.py and the overrides. Protocol: resize the shorter side to input_size,
 centre crop, one view (no TTA). Writes to <eval_dir> (default: <checkpoint folder>/evaluation):
 classification_report.json (top-1/top-5, per-class accuracy, F1, ROC-AUC), predictions.csv,
-confusion_matrix.png and Grad-CAM panels next to the human attention in cam/.
+confusion_matrix.png and Grad-CAM panels next to the human attention in cam/; for GRADIA also
+img_fns.json, misclassified.json, IOU.json, attention/<id>.png overlays and, with
+--assessments=<file> (people's verdicts on this model's attention: GRADIA's list of
+{"img", "label"} or a reasonablity_test.json), reasonablity_test.json and the matrix.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from cub.experiment import (
+    assessments,
     build_dataset,
     build_model,
     data_root,
+    human_attention,
     load_cub_config,
     needs_gaze,
     panel_dataset,
@@ -36,8 +41,8 @@ from gaze.engine.evaluate import evaluate, format_model_metrics
 from gaze.engine.importers import import_checkpoint, load_model_checkpoint
 from gaze.engine.logging import report_logger
 from gaze.models import model_class
-from gaze.viz.attention import write_attention_files, write_attention_overlays
-from gaze.viz.panels import first_batch, write_cam_panels
+from gaze.viz.attention import write_attention_evaluation
+from gaze.viz.panels import write_cam_panels
 from gaze.viz.reports import write_reports
 
 
@@ -60,21 +65,21 @@ def main(argv: list[str] | None = None) -> int:
     model, config = load_evaluated_model(config, checkpoint_path)
     device = resolve_device(config["device"])
     model.to(device).eval()
-    test_set = build_dataset(config, data_root(config), "test", with_gaze=needs_gaze(config, "test"))
+    root = data_root(config)
+    test_set = build_dataset(config, root, "test", with_gaze=needs_gaze(config, "test"), human=human_attention(config, root))
     loader = DataLoader(test_set, batch_size=config["batch_size"], num_workers=config["workers"])
     results = evaluate(model, loader, device, protocol=config["eval_protocol"])
     out_dir = resolve_path(config["eval_dir"]) if config["eval_dir"] else checkpoint_path.parent / "evaluation"
     report = write_reports(results, out_dir, test_set.class_names)
     panels = panel_dataset(config)
     write_cam_panels(model, panels, config["cam_images"], out_dir / "cam")
+    attention = ""
     if "attention_iou" in results["sample_metrics"]:  # GRADIA's files and overlays (A7-A8)
-        write_attention_files(results, out_dir)
-        if config["cam_images"] > 0:
-            write_attention_overlays(model, first_batch(panels, config["cam_images"]), out_dir / "attention",
-                                     panels.transform.mean, panels.transform.std)
+        attention = "; " + write_attention_evaluation(model, results, panels, out_dir, config["cam_images"], "test",
+                                                      assessments(config, root))
     report_logger().info(
         f"{checkpoint_path}: {config['model_type']} on {results['num_samples']} test images: "
-        f"top-1 {report['top1']:.2f}%, top-5 {report['top5']:.2f}%{format_model_metrics(results)} "
+        f"top-1 {report['top1']:.2f}%, top-5 {report['top5']:.2f}%{format_model_metrics(results)}{attention} "
         f"(resize + centre crop {config['input_size']} px, protocol {results['protocol']!r}) -> {out_dir}"
     )
     return 0

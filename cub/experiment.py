@@ -11,10 +11,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from torch.utils.data import DataLoader
 
-from cub.dataset import CUBDataset
+from cub.dataset import CUBDataset, image_files
 from cub.published import PUBLISHED
+from gaze.attention.annotations import ATTENTION_SAMPLES, check_known_images, read_assessments
 from gaze.config import (
     PUBLISHED_SUFFIX,
     ConfigError,
@@ -26,8 +28,15 @@ from gaze.config import (
     weights_path,
 )
 from gaze.config import resolve_path as shared_resolve_path
+from gaze.data.human_attention import (
+    HumanAttention,
+    file_name_aliases,
+    load_human_attention,
+    phase_two_split,
+    write_phase_two_train,
+)
 from gaze.data.transforms import build_transforms
-from gaze.engine.dist import seed_everything
+from gaze.engine.dist import is_main_process, seed_everything
 from gaze.models import model_class
 from gaze.models.base import GazeModel
 from gaze.synthetic.cub import ensure_synthetic_cub
@@ -49,7 +58,7 @@ def resolve_path(path: str | None) -> Path | None:
 def load_cub_config(argv: list[str] | None = None) -> dict[str, Any]:
     """``cub/config.py`` + override files + ``--key=value`` from ``argv``; values checked."""
     config = load_config(CUB_DIR / "config.py", sys.argv[1:] if argv is None else argv,
-                         choices=registry_choices())
+                         choices={**registry_choices(), "attention_samples": list(ATTENTION_SAMPLES)})
     config = apply_protocol(config, PUBLISHED, config["model_type"], "model_name")
     if config["model_name"] is None:  # one folder per method: a KFN run never resumes a GAT one
         suffix = PUBLISHED_SUFFIX if config["protocol"] == "published" else ""
@@ -110,7 +119,30 @@ def color_jitter(config: dict[str, Any]) -> tuple[float, float] | None:
     return model_class(config["model_type"]).train_color_jitter
 
 
-def build_dataset(config: dict[str, Any], root: Path, split: str, with_gaze: bool) -> CUBDataset:
+def human_attention(config: dict[str, Any], root: Path) -> HumanAttention | None:
+    """GRADIA's drawn masks (``masks_dir``) and ratings (keyed by image id or file name), or
+    None when the config names neither and every masked image is weighted alike."""
+    if config["ratings"] is None and config["masks_dir"] is None and config["attention_samples"] == "all":
+        return None
+    files = image_files(root)
+    aliases = file_name_aliases(files, files.values())
+    return load_human_attention(list(files), resolve_path(config["ratings"]), resolve_path(config["masks_dir"]),
+                                config["attention_samples"], config["gaze_threshold"], aliases)
+
+
+def assessments(config: dict[str, Any], root: Path) -> dict[str, bool] | None:
+    """{image id: judged unreasonable} of the ``assessments`` file (keys: ids or file names), or None."""
+    if config["assessments"] is None:
+        return None
+    files = image_files(root)
+    aliases = file_name_aliases(files, files.values())
+    verdicts = {aliases.get(key, key): bad for key, bad in read_assessments(resolve_path(config["assessments"])).items()}
+    check_known_images(verdicts, files, config["assessments"])
+    return verdicts
+
+
+def build_dataset(config: dict[str, Any], root: Path, split: str, with_gaze: bool,
+                  human: HumanAttention | None = None) -> CUBDataset:
     """One split of the CUB folder ``root`` with the training or evaluation transform."""
     train = split in ("train", "trainval")
     return CUBDataset(
@@ -122,6 +154,7 @@ def build_dataset(config: dict[str, Any], root: Path, split: str, with_gaze: boo
         seed=config["seed"],
         num_classes=config["num_classes"],
         masked_image=train and with_gaze and config["masked_image_crop"] == "independent",
+        human=human,
     )
 
 
@@ -149,23 +182,41 @@ def split_sources(config: dict[str, Any]) -> dict[str, str | None]:
     return {"train": "trainval", "val": None, "test": "test"}
 
 
-def build_loaders(config: dict[str, Any]) -> dict[str, DataLoader | None]:
+def _loader(config: dict[str, Any], dataset: CUBDataset, role: str) -> DataLoader:
+    return DataLoader(dataset, batch_size=config["batch_size"], shuffle=role == "train",
+                      num_workers=config["workers"], persistent_workers=False)
+
+
+def build_loaders(config: dict[str, Any], human: HumanAttention | None = None) -> dict[str, DataLoader | None]:
     """train (shuffled), val (None without a validation split) and test loaders, ``batch_size`` per process."""
     root = data_root(config)
-    loaders: dict[str, DataLoader | None] = {}
-    for role, split in split_sources(config).items():
-        if split is None:
-            loaders[role] = None
-            continue
-        dataset = build_dataset(config, root, split, needs_gaze(config, role))
-        loaders[role] = DataLoader(
-            dataset,
-            batch_size=config["batch_size"],
-            shuffle=role == "train",
-            num_workers=config["workers"],
-            persistent_workers=False,
-        )
-    return loaders
+    return {role: None if split is None else
+            _loader(config, build_dataset(config, root, split, needs_gaze(config, role), human), role)
+            for role, split in split_sources(config).items()}
+
+
+def phase_loaders(config: dict[str, Any], out_dir: Path) -> tuple[dict[str, DataLoader | None], dict[str, dict]]:
+    """(loaders of every phase, {phase name: loaders} where one differs).
+
+    With ratings, GRADIA's last phase trains on the published ``p2_train``: the training
+    images plus the rated validation images (written to ``<run>/p2_train.csv``: id, path,
+    label), and selects on the validation images left (``gaze.data.human_attention``). Rated
+    images of other splits only weigh their samples (test images are never trained on).
+    """
+    human = human_attention(config, data_root(config))
+    loaders = build_loaders(config, human)
+    phases = model_class(config["model_type"]).phases
+    if not phases or human is None or not human.ratings or split_sources(config)["val"] != "val":
+        return loaders, {}
+    root = data_root(config)
+    train_ids, val_ids = phase_two_split(loaders["train"].dataset.ids, loaders["val"].dataset.ids, human.ratings)
+    train = build_dataset(config, root, "trainval", needs_gaze(config, "train"), human).subset(set(train_ids))
+    val = loaders["val"].dataset.subset(set(val_ids))
+    if is_main_process():
+        write_phase_two_train(pd.DataFrame({"id": train.ids, "path": [str(p.relative_to(root / "images")) for p in train.paths],
+                                            "label": train.labels}), out_dir)
+    return loaders, {phases[-1]: {"train": _loader(config, train, "train"), "val": _loader(config, val, "val"),
+                                  "test": loaders["test"]}}
 
 
 def init_checkpoint(config: dict[str, Any]) -> Path | None:
@@ -199,5 +250,6 @@ def run_dir(config: dict[str, Any]) -> Path:
 
 
 def panel_dataset(config: dict[str, Any]) -> CUBDataset:
-    """The test split with its attention maps, for the Grad-CAM panels (``gaze.viz.panels``)."""
-    return build_dataset(config, data_root(config), "test", with_gaze=True)
+    """The test split with its attention maps (and drawn masks), for the Grad-CAM panels (``gaze.viz.panels``)."""
+    root = data_root(config)
+    return build_dataset(config, root, "test", with_gaze=True, human=human_attention(config, root))

@@ -4,12 +4,16 @@
     python cub/train.py --model_type=kfn --batch_size=8
     python cub/train.py cub/configs/gat_r50.py --root=/data/CUB_200_2011   # the paper's GAT
     torchrun --nproc_per_node=4 cub/train.py cub/configs/gat_r50.py         # DDP
+    python cub/train.py --model_type=gradia --phase=2 --init_from=runs/cub/gradia_demo/phase1/ckpt_best.pt \
+        --ratings=export/reasonablity_val.json --masks_dir=export/masks --model_name=gradia_rated
 
 Loads cub/config.py, then override files, then --key=value (see `--help`); trains with the
 best epoch chosen on a validation split carved from the training images, evaluates the
 test split with it, and writes everything to <model_path>/<model_name>: config.json,
 metrics.csv, ckpt_last.pt / ckpt_best.pt, training_curves.png, classification_report.json,
 predictions.csv, confusion_matrix.png and Grad-CAM panels beside the human attention.
+GRADIA runs phase1/ and phase2/ in the run folder; with ratings, phase 2 trains on the
+training images plus the rated validation images (p2_train.csv) and selects on the rest.
 A killed run continues where it stopped when started again with the same config.
 """
 
@@ -17,13 +21,7 @@ from __future__ import annotations
 
 import sys
 
-from cub.experiment import (
-    build_loaders,
-    build_model,
-    load_cub_config,
-    panel_dataset,
-    run_dir,
-)
+from cub.experiment import build_model, load_cub_config, panel_dataset, phase_loaders, run_dir
 from gaze.config import config_or_report
 from gaze.engine.dist import is_main_process
 from gaze.engine.evaluate import format_model_metrics
@@ -44,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     config = config_or_report(load_cub_config, argv)
     if config is None:
         return 2
-    loaders = build_loaders(config)
-    model = build_model(config)
     out_dir = run_dir(config)
-    summary = train_model(model, loaders, config, out_dir)
+    loaders, per_phase = phase_loaders(config, out_dir)
+    model = build_model(config)
+    summary = train_model(model, loaders, config, out_dir, per_phase)
     if is_main_process():
         write_cam_panels(model, panel_dataset(config), config["cam_images"], out_dir / "cam")
         test = summary["test"]

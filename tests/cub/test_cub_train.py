@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -349,3 +350,49 @@ def test_default_run_names_follow_the_method(tiny_cub):
     assert load_cub_config([*base, "--model_type=kfn"])["model_name"] == "kfn_demo"
     assert load_cub_config([*base, "--model_type=kfn", "--protocol=published"])["model_name"] == "kfn_demo_published"
     assert load_cub_config([*base, "--model_name=mine"])["model_name"] == "mine"
+
+
+def test_gradia_phase_two_trains_on_train_plus_rated_val_with_drawn_masks(tiny_cub, tmp_path):
+    """Ratings (keyed by file name or id) and PNG masks, as the annotation app exports them: phase 2
+    trains on the training images + the rated validation images (p2_train.csv), selects on the
+    validation images left, weighs samples by their rating, and evaluate.py writes the matrix."""
+    from PIL import Image
+
+    from cub.experiment import load_cub_config, phase_loaders
+
+    args = common_args(tiny_cub, tmp_path, "gradia", "--model_type=gradia", "--backbone=resnet18",
+                       "--pretrain_path=None", "--end_epoch=2")
+    config = load_cub_config(args)
+    val = CUBDataset(tiny_cub, "val", val_fraction=0.2, seed=config["seed"], num_classes=3)
+    train = CUBDataset(tiny_cub, "train", val_fraction=0.2, seed=config["seed"], num_classes=3)
+    test = CUBDataset(tiny_cub, "test", num_classes=3)
+    ratings = {val.paths[0].name: "Unreasonable Accurate", val.ids[1]: "Reasonable Inaccurate",
+               test.ids[0]: "Unreasonable Inaccurate"}  # a rated test image is never trained on
+    (tmp_path / "reasonablity_val.json").write_text(json.dumps(ratings))
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    drawn = np.zeros((8, 12), np.uint8)
+    drawn[4:, 6:] = 255  # bottom-right quarter, at any resolution
+    Image.fromarray(drawn).save(masks / f"{val.ids[0]}.png")
+    args += [f"--ratings={tmp_path / 'reasonablity_val.json'}", f"--masks_dir={masks}", "--attention_samples=rated"]
+    config = load_cub_config(args)
+    loaders, per_phase = phase_loaders(config, tmp_path / "gradia")
+    p2 = pd.read_csv(tmp_path / "gradia" / "p2_train.csv", dtype=str)
+    assert sorted(p2["id"]) == sorted([*train.ids, val.ids[0], val.ids[1]])
+    assert len(per_phase["phase2"]["val"].dataset) == len(val) - 2 and loaders["train"].dataset.ids == train.ids
+    phase2_train = per_phase["phase2"]["train"].dataset
+    item = phase2_train[phase2_train.ids.index(val.ids[0])]
+    assert (item["weight_ce"].item(), item["weight_att"].item()) == (pytest.approx(0.4), pytest.approx(1.6))
+    assert item["mask"].shape == (1, 64, 64) and 0.1 < (item["mask"] >= 0.5).float().mean() < 0.45
+    unrated = phase2_train[phase2_train.ids.index(train.ids[0])]
+    assert (unrated["weight_ce"].item(), unrated["weight_att"].item()) == (1.0, 0.0)  # 'rated': as published
+    assert cub_train.main(args) == 0
+    summary = json.loads((tmp_path / "gradia" / "phase2" / "summary.json").read_text())
+    assert summary["val"]["num_samples"] == len(val) - 2
+    assessed = tmp_path / "assessments.json"
+    assessed.write_text(json.dumps([{"img": f"images/{path.name}", "label": "unreasonable" if k % 2 else "ok"}
+                                    for k, path in enumerate(test.paths[:5])]))
+    assert cub_evaluate.main([*args, f"--assessments={assessed}", f"--eval_dir={tmp_path / 'eval'}"]) == 0
+    labels = json.loads((tmp_path / "eval" / "reasonablity_test.json").read_text())
+    assert sorted(labels) == sorted(test.ids[:5])
+    assert sum(label.startswith("Unreasonable") for label in labels.values()) == 2
