@@ -40,6 +40,7 @@ from gaze.attention.egd import (
     read_master_sheet,
 )
 from gaze.data.cache import AttentionCache, cache_folder_name
+from gaze.data.human_attention import HumanAttention
 from gaze.data.images import load_rgb_image
 from gaze.data.transforms import JointTransform
 
@@ -227,6 +228,9 @@ class CXREyeDataset(Dataset):
             published recipe) given the image's fixations.
         with_gaze: return the gaze map (GAT while training, KFN and GG-CAM always).
         draft_size: (W, H) the JPEG decoder may scale down to (see ``load_rgb_image``).
+        human: drawn masks and ratings keyed by dicom_id (GRADIA): items also carry ``mask``,
+            ``weight_ce`` and ``weight_att`` (:class:`gaze.data.human_attention.HumanAttention`;
+            an image without a drawn mask gets its gaze map thresholded).
     """
 
     class_names = list(CLASS_NAMES)
@@ -238,6 +242,7 @@ class CXREyeDataset(Dataset):
         transform: JointTransform,
         with_gaze: bool,
         draft_size: tuple[int, int] | None = None,
+        human: HumanAttention | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.rows = np.asarray(rows, dtype=np.int64)
@@ -245,6 +250,10 @@ class CXREyeDataset(Dataset):
         self.transform = transform
         self.with_gaze = with_gaze
         self.draft_size = draft_size
+        self.human = human
+        if human is not None and transform.reads_fixations and human.masks:
+            raise ValueError(f"{transform!r} renders the gaze from fixations and cannot move drawn masks with the image: "
+                             "use preprocessing='resize' with masks_dir")
         if with_gaze and transform.reads_fixations and catalogue.records is None:
             raise ValueError(f"{transform!r} renders the gaze from the fixations: use gaze_source='fixations' "
                              f"(this catalogue reads {catalogue.gaze_source})")
@@ -254,7 +263,7 @@ class CXREyeDataset(Dataset):
 
     def with_attention(self) -> CXREyeDataset:
         """The same images and transform, the gaze map included (the Grad-CAM panels show it)."""
-        return CXREyeDataset(self.catalogue, self.rows, self.transform, True, self.draft_size)
+        return CXREyeDataset(self.catalogue, self.rows, self.transform, True, self.draft_size, self.human)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.frame.iloc[index]
@@ -264,8 +273,10 @@ class CXREyeDataset(Dataset):
             attention = self.catalogue.records[row["dicom_id"]]
         elif self.with_gaze:
             attention = self.catalogue.cache.get(row["dicom_id"])
-        image, attention = self.transform(image, attention)
-        item = {"image": image, "label": torch.tensor(int(row["label"]), dtype=torch.long), "id": row["dicom_id"]}
+        item = {"label": torch.tensor(int(row["label"]), dtype=torch.long), "id": row["dicom_id"]}
+        if self.human is not None:
+            return {**item, **self.human.transform(self.transform, image, attention, row["dicom_id"])}
+        item["image"], attention = self.transform(image, attention)
         if attention is not None:
             item["gaze"] = attention
         return item

@@ -20,10 +20,12 @@ from torch.utils.data import DataLoader
 
 from cxr.experiment import (
     SPLITS_CSV,
+    assessments,
     build_catalogue,
     build_dataset,
     build_model,
     fold_checkpoint,
+    human_attention,
     load_cxr_config,
     needs_gaze,
     patient_disjoint,
@@ -44,8 +46,8 @@ from gaze.engine.evaluate import evaluate
 from gaze.engine.importers import load_model_checkpoint
 from gaze.engine.logging import report_logger
 from gaze.models import model_class
-from gaze.viz.attention import write_attention_files, write_attention_overlays
-from gaze.viz.panels import first_batch, write_cam_panels
+from gaze.viz.attention import write_attention_evaluation
+from gaze.viz.panels import write_cam_panels
 from gaze.viz.reports import write_reports
 
 
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     table = read_split_table(saved, patient_disjoint(config)) if saved.is_file() else split_table(config, catalogue)
     table = table.set_index("dicom_id").reindex(catalogue.frame["dicom_id"]).reset_index()
     device = resolve_device(config["device"])
+    human, verdicts = human_attention(config, catalogue), assessments(config, catalogue)
     rows = []
     for k, name in run_names(config, table):
         model = build_model({**config, "pretrained_dir": None, "init_from": None, "pretrain_path": None}, k)
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         load_model_checkpoint(model, checkpoint)
         model.to(device).eval()
         test_rows = table.index[table[f"split_{k}"] == "test"].to_numpy()
-        dataset = build_dataset(config, catalogue, test_rows, "test", needs_gaze(config, "test"))
+        dataset = build_dataset(config, catalogue, test_rows, "test", needs_gaze(config, "test"), human)
         results = evaluate(model, DataLoader(dataset, batch_size=config["batch_size"], num_workers=config["workers"]),
                            device, protocol=config["eval_protocol"])
         fold_dir = out_dir / name
@@ -75,13 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         write_classification_results(fold_dir)
         if config["gcam_viz"]:
             write_cam_panels(model, dataset.with_attention(), config["cam_images"], fold_dir / "viz_plots")
+        attention = ""
         if "attention_iou" in results["sample_metrics"]:  # GRADIA's files and overlays (A7-A8)
-            write_attention_files(results, fold_dir)
-            if config["cam_images"] > 0:
-                write_attention_overlays(model, first_batch(dataset, config["cam_images"]), fold_dir / "attention",
-                                         dataset.transform.mean, dataset.transform.std)
-        report_logger().info(f"{checkpoint}: {name} accuracy {report['top1']:.2f}% on {report['num_samples']} test images "
-                             f"(protocol {results['protocol']!r})")
+            attention = "; " + write_attention_evaluation(model, results, dataset, fold_dir, config["cam_images"], "test",
+                                                          verdicts)
+        report_logger().info(f"{checkpoint}: {name} accuracy {report['top1']:.2f}% on {report['num_samples']} test images"
+                             f"{attention} (protocol {results['protocol']!r})")
         rows.append(fold_row(k, None, report))
     out_dir.mkdir(parents=True, exist_ok=True)
     report_logger().info(write_cv_summary(rows, config, out_dir))

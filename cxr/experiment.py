@@ -11,11 +11,17 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
 
 from cxr.dataset import Catalogue, CXREyeDataset, load_catalogue
 from cxr.published import PUBLISHED
+from gaze.attention.annotations import (
+    ATTENTION_SAMPLES,
+    check_known_images,
+    read_assessments,
+)
 from gaze.config import (
     PUBLISHED_SUFFIX,
     ConfigError,
@@ -27,6 +33,13 @@ from gaze.config import (
     weights_path,
 )
 from gaze.config import resolve_path as shared_resolve_path
+from gaze.data.human_attention import (
+    HumanAttention,
+    file_name_aliases,
+    load_human_attention,
+    phase_two_split,
+    write_phase_two_train,
+)
 from gaze.data.patient_splits import (
     DEFAULT_RSEED,
     SPLIT_PROTOCOLS,
@@ -60,7 +73,8 @@ def resolve_path(path: str | None) -> Path | None:
 def load_cxr_config(argv: list[str] | None = None) -> dict[str, Any]:
     """``cxr/config.py`` + override files + ``--key=value``, checked, with method defaults filled."""
     config = load_config(CXR_DIR / "config.py", sys.argv[1:] if argv is None else argv,
-                         choices={**registry_choices(), "preprocessing": list(PREPROCESSING)},
+                         choices={**registry_choices(), "preprocessing": list(PREPROCESSING),
+                                  "attention_samples": list(ATTENTION_SAMPLES)},
                          renamed=RENAMED_KEYS)
     if config["protocol"] in SPLIT_PROTOCOLS:
         raise ConfigError(f"protocol={config['protocol']!r}: the patient split is the key 'split' now "
@@ -194,34 +208,90 @@ PREPROCESSING = {
 }
 
 
-def build_dataset(config: dict[str, Any], catalogue: Catalogue, rows, split: str, with_gaze: bool) -> CXREyeDataset:
+def image_aliases(catalogue: Catalogue) -> dict[str, str]:
+    """{image file name: dicom_id}: ratings and assessments may key images either way."""
+    return file_name_aliases(catalogue.frame["dicom_id"], catalogue.frame["image_path"])
+
+
+def human_attention(config: dict[str, Any], catalogue: Catalogue) -> HumanAttention | None:
+    """GRADIA's drawn masks (``masks_dir``) and ratings, or None when the config names neither
+    and every image's gaze mask is weighted alike."""
+    if config["ratings"] is None and config["masks_dir"] is None and config["attention_samples"] == "all":
+        return None
+    return load_human_attention(list(catalogue.frame["dicom_id"]), resolve_path(config["ratings"]),
+                                resolve_path(config["masks_dir"]), config["attention_samples"],
+                                config["gaze_threshold"], image_aliases(catalogue))
+
+
+def assessments(config: dict[str, Any], catalogue: Catalogue) -> dict[str, bool] | None:
+    """{dicom_id: judged unreasonable} of the ``assessments`` file (keys: dicom_ids or file names), or None."""
+    if config["assessments"] is None:
+        return None
+    aliases = image_aliases(catalogue)
+    verdicts = {aliases.get(key, key): bad for key, bad in read_assessments(resolve_path(config["assessments"])).items()}
+    check_known_images(verdicts, set(catalogue.frame["dicom_id"]), config["assessments"])
+    return verdicts
+
+
+def build_dataset(config: dict[str, Any], catalogue: Catalogue, rows, split: str, with_gaze: bool,
+                  human: HumanAttention | None = None) -> CXREyeDataset:
     """A subset of the catalogue with the configured ``preprocessing`` (augmentation on train for 'resize')."""
     height, width = input_hw(config)
     if config["preprocessing"] == "pad_subsample":
         transform = GGCAMTransform((height, width), sigma=config["gaze_sigma"],
                                    weighted=config["gaze_duration_weighted"])
-        return CXREyeDataset(catalogue, rows, transform, with_gaze)  # full decode: every 2nd stored pixel
+        return CXREyeDataset(catalogue, rows, transform, with_gaze, human=human)  # full decode: every 2nd stored pixel
     transform = build_resize_transforms(train=split == "train", size=(height, width), augment=config["augment"])
-    return CXREyeDataset(catalogue, rows, transform, with_gaze, draft_size=(width, height) if config["jpeg_draft"] else None)
+    return CXREyeDataset(catalogue, rows, transform, with_gaze, draft_size=(width, height) if config["jpeg_draft"] else None,
+                         human=human)
 
 
-def build_loaders(config: dict[str, Any], catalogue: Catalogue, table: pd.DataFrame, k: int) -> dict[str, DataLoader | None]:
-    """train (shuffled), val and test loaders of run ``k``; val = test with ``select_on_test``, None
-    when ``val_fraction=0`` carves no validation patients (the last epoch is kept)."""
+def split_rows(config: dict[str, Any], table: pd.DataFrame, k: int) -> dict[str, Any]:
+    """Catalogue rows of run ``k``'s train, val and test parts; val = test with ``select_on_test``."""
     column = table[f"split_{k}"]
+    return {split: column.index[column == ("test" if split == "val" and config["select_on_test"] else split)].to_numpy()
+            for split in ("train", "val", "test")}
+
+
+def build_loaders(config: dict[str, Any], catalogue: Catalogue, table: pd.DataFrame, k: int,
+                  human: HumanAttention | None = None, rows: dict[str, Any] | None = None) -> dict[str, DataLoader | None]:
+    """train (shuffled), val and test loaders of run ``k`` (of ``rows``, default :func:`split_rows`);
+    val is None when ``val_fraction=0`` carves no validation patients (the last epoch is kept)."""
+    rows = split_rows(config, table, k) if rows is None else rows
     loaders = {}
-    for split in ("train", "val", "test"):
-        source = "test" if split == "val" and config["select_on_test"] else split
-        rows = column.index[column == source].to_numpy()
-        if len(rows) == 0 and split == "val" and config["val_fraction"] == 0:
+    for split, part in rows.items():
+        if len(part) == 0 and split == "val" and config["val_fraction"] == 0:
             loaders[split] = None  # no validation patients: the engine keeps the last epoch
             continue
-        if len(rows) == 0:
+        if len(part) == 0:
             raise ValueError(f"run {k}: the {split} split is empty ({config['split']} protocol)")
-        dataset = build_dataset(config, catalogue, rows, split, needs_gaze(config, split))
+        dataset = build_dataset(config, catalogue, part, split, needs_gaze(config, split), human)
         loaders[split] = DataLoader(dataset, batch_size=config["batch_size"], shuffle=split == "train",
                                     num_workers=config["workers"])
     return loaders
+
+
+def phase_loaders(config: dict[str, Any], catalogue: Catalogue, table: pd.DataFrame, k: int, out_dir: Path
+                  ) -> tuple[dict[str, DataLoader | None], dict[str, dict]]:
+    """(loaders of every phase of run ``k``, {phase name: loaders} where one differs).
+
+    With ratings, GRADIA's last phase trains on the fold's training images plus its RATED
+    validation images (the published ``p2_train``, written to ``<out_dir>/p2_train.csv``:
+    dicom_id, label) and selects on the fold's validation images left; rated test images
+    are never trained on (``gaze.data.human_attention``).
+    """
+    human = human_attention(config, catalogue)
+    rows = split_rows(config, table, k)
+    loaders = build_loaders(config, catalogue, table, k, human, rows)
+    phases = model_class(config["model_type"]).phases
+    if not phases or human is None or not human.ratings or config["select_on_test"] or len(rows["val"]) == 0:
+        return loaders, {}
+    ids = catalogue.frame["dicom_id"].to_numpy()
+    train, val = phase_two_split(list(rows["train"]), list(rows["val"]), {row for row in rows["val"] if ids[row] in human.ratings})
+    if is_main_process():
+        write_phase_two_train(catalogue.frame.iloc[train][["dicom_id", "label"]], out_dir)
+    return loaders, {phases[-1]: build_loaders(config, catalogue, table, k, human,
+                                               {"train": np.asarray(train), "val": np.asarray(val), "test": rows["test"]})}
 
 
 def fold_checkpoint(checkpoint_dir: Path, k: int, name: str, phases: tuple[str, ...] = ()) -> Path:

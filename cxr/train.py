@@ -14,7 +14,9 @@ metrics.csv, ckpt_best.pt, classification_report.json with accuracy, macro/weigh
 ROC-AUC OvR/OvO, predictions.csv, confusion_matrix.png) plus the GG-CAM artefacts
 (classification_results.csv with dicom_id, label and probabilities; NET.pt;
 training_process.png; params.json) and, with --gcam_viz=True, Grad-CAM panels in viz_plots/.
-At the end: cv_metrics.csv and cv_summary.json (mean +- std over folds), printed.
+At the end: cv_metrics.csv and cv_summary.json (mean +- std over folds), printed. GRADIA
+runs fold<k>/phase1/ and fold<k>/phase2/; with --ratings each fold's phase 2 trains on its
+training images plus its rated validation images (fold<k>/p2_train.csv).
 A killed run continues where it stopped when started again with the same config.
 """
 
@@ -25,9 +27,9 @@ from pathlib import Path
 
 from cxr.experiment import (
     build_catalogue,
-    build_loaders,
     build_model,
     load_cxr_config,
+    phase_loaders,
     run_dir,
     run_names,
     saved_split_table,
@@ -59,9 +61,9 @@ def train_folds(config: dict) -> int:
     for k, name in run_names(config, table):
         if is_main_process():
             report_logger().info(f"--- {config['model_type']} {name} ({config['split']}, rseed {config['rseed']})")
-        loaders = build_loaders(config, catalogue, table, k)
+        loaders, per_phase = phase_loaders(config, catalogue, table, k, out_dir / name)
         model = build_model(config, k)
-        summary = train_model(model, loaders, config, out_dir / name)
+        summary = train_model(model, loaders, config, out_dir / name, per_phase)
         fold_dir = Path(summary["run_dir"])  # the fold's folder; a phased method's last phase
         if is_main_process():
             fold_results.append(write_fold_artefacts(model, config, fold_dir, k, summary))

@@ -335,3 +335,38 @@ def test_gradia_fold_runs_both_phases_with_gaze_masks(tiny_cxr, tmp_path):
     assert cxr_evaluate.main([*args, f"--eval_dir={tmp_path / 'eval'}"]) == 0  # finds fold0/phase2/ckpt_best.pt
     assert (tmp_path / "eval" / "fold0" / "IOU.json").is_file()
     assert len(list((tmp_path / "eval" / "fold0" / "attention").glob("*.png"))) == 2
+
+
+def test_gradia_fold_phase_two_trains_on_the_fold_rated_val_images_with_drawn_masks(tiny_cxr, tmp_path):
+    """Ratings (by file name or dicom_id) and PNG masks in cross-validation: fold k's phase 2 trains
+    on its training images + its rated validation images; a rated test image is never trained on."""
+    import numpy as np
+    from PIL import Image
+
+    from cxr.experiment import build_catalogue, split_table
+
+    args = common_args(tiny_cxr, tmp_path, "--model_type=gradia", "--run_folds=[0]", "--end_epoch=2")
+    config = load_cxr_config(args)
+    catalogue = build_catalogue(config)
+    table = split_table(config, catalogue)
+    frame = catalogue.frame.assign(split=table["split_0"].to_numpy())
+    val, train, test = (frame[frame["split"] == part] for part in ("val", "train", "test"))
+    assert len(val) >= 3
+    ratings = {f"{val['dicom_id'].iloc[0]}.jpg": "Unreasonable Accurate", val["dicom_id"].iloc[1]: "Reasonable Inaccurate",
+               test["dicom_id"].iloc[0]: "Unreasonable Inaccurate"}
+    (tmp_path / "ratings.json").write_text(json.dumps(ratings))
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.pad(np.full((4, 4), 255, np.uint8), 2)).save(masks / f"{train['dicom_id'].iloc[0]}.png")
+    args += [f"--ratings={tmp_path / 'ratings.json'}", f"--masks_dir={masks}"]
+    assert cxr_train.main(args) == 0
+    fold = tmp_path / "gradia_cv_rseed1" / "fold0"
+    p2 = pd.read_csv(fold / "p2_train.csv", dtype={"dicom_id": str})
+    assert sorted(p2["dicom_id"]) == sorted([*train["dicom_id"], *val["dicom_id"].iloc[:2]])
+    summary = json.loads((fold / "phase2" / "summary.json").read_text())
+    assert summary["val"]["num_samples"] == len(val) - 2
+    verdicts = tmp_path / "assessments.json"
+    verdicts.write_text(json.dumps({f"{dicom_id}.jpg": "Unreasonable Accurate" for dicom_id in test["dicom_id"].iloc[:3]}))
+    assert cxr_evaluate.main([*args, f"--assessments={verdicts}", f"--eval_dir={tmp_path / 'eval'}"]) == 0
+    labels = json.loads((tmp_path / "eval" / "fold0" / "reasonablity_test.json").read_text())
+    assert sorted(labels) == sorted(test["dicom_id"].iloc[:3]) and all(v.startswith("Unreasonable") for v in labels.values())
