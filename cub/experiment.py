@@ -35,7 +35,7 @@ from gaze.data.human_attention import (
     phase_two_split,
     write_phase_two_train,
 )
-from gaze.data.transforms import build_transforms
+from gaze.data.transforms import build_full_resolution_transforms, build_transforms
 from gaze.engine.dist import is_main_process, seed_everything
 from gaze.models import model_class
 from gaze.models.base import GazeModel
@@ -242,6 +242,15 @@ def build_model(config: dict[str, Any]) -> GazeModel:
     if checkpoint is not None:
         model.init_from(checkpoint)
     return model
+
+
+def annotation_source(config: dict[str, Any], split: str, fold: int = 0) -> tuple[CUBDataset, GazeModel]:
+    """For ``gaze.annotate``: the ``split`` images at their own resolution with their gaze maps,
+    and the configured model without trained weights (``fold`` is unused: CUB has one split)."""
+    dataset = CUBDataset(data_root(config), split=split, transform=build_full_resolution_transforms(),
+                         gaze=gaze_source(config), val_fraction=config["val_fraction"], seed=config["seed"],
+                         num_classes=config["num_classes"])
+    return dataset, build_model({**config, "init_from": None, "GAT_pretrained": None, "pretrain_path": None})
 
 
 def run_dir(config: dict[str, Any]) -> Path:

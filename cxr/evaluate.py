@@ -19,7 +19,6 @@ import sys
 from torch.utils.data import DataLoader
 
 from cxr.experiment import (
-    SPLITS_CSV,
     assessments,
     build_catalogue,
     build_dataset,
@@ -28,11 +27,10 @@ from cxr.experiment import (
     human_attention,
     load_cxr_config,
     needs_gaze,
-    patient_disjoint,
     resolve_path,
     run_dir,
     run_names,
-    split_table,
+    run_split_table,
 )
 from cxr.reports import (
     fold_row,
@@ -40,7 +38,6 @@ from cxr.reports import (
     write_cv_summary,
 )
 from gaze.config import config_or_report
-from gaze.data.patient_splits import read_split_table
 from gaze.engine.dist import resolve_device
 from gaze.engine.evaluate import evaluate
 from gaze.engine.importers import load_model_checkpoint
@@ -58,9 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint_dir = resolve_path(config["checkpoint_dir"]) if config["checkpoint_dir"] else run_dir(config)
     out_dir = resolve_path(config["eval_dir"]) if config["eval_dir"] else checkpoint_dir / "evaluation"
     catalogue = build_catalogue(config)
-    saved = checkpoint_dir / SPLITS_CSV
-    table = read_split_table(saved, patient_disjoint(config)) if saved.is_file() else split_table(config, catalogue)
-    table = table.set_index("dicom_id").reindex(catalogue.frame["dicom_id"]).reset_index()
+    table = run_split_table(config, catalogue, checkpoint_dir)
     device = resolve_device(config["device"])
     human, verdicts = human_attention(config, catalogue), assessments(config, catalogue)
     rows = []

@@ -48,7 +48,7 @@ from gaze.data.patient_splits import (
     read_split_table,
     write_split_table,
 )
-from gaze.data.transforms import GGCAMTransform, build_resize_transforms
+from gaze.data.transforms import GGCAMTransform, build_full_resolution_transforms, build_resize_transforms
 from gaze.engine.checkpoint import best_checkpoint
 from gaze.engine.dist import is_main_process, seed_everything
 from gaze.engine.logging import report_logger
@@ -166,6 +166,14 @@ def saved_split_table(config: dict[str, Any], catalogue: Catalogue, out_dir: Pat
     if is_main_process():
         write_split_table(table, path)
     return table
+
+
+def run_split_table(config: dict[str, Any], catalogue: Catalogue, checkpoint_dir: Path) -> pd.DataFrame:
+    """The splits a run was trained on (its splits.csv; else the config's protocol), one row
+    per catalogue image in catalogue order."""
+    saved = checkpoint_dir / SPLITS_CSV
+    table = read_split_table(saved, patient_disjoint(config)) if saved.is_file() else split_table(config, catalogue)
+    return table.set_index("dicom_id").reindex(catalogue.frame["dicom_id"]).reset_index()
 
 
 def patient_disjoint(config: dict[str, Any]) -> bool:
@@ -337,6 +345,22 @@ def init_checkpoint(config: dict[str, Any], k: int) -> Path | None:
     if config["pretrained_dir"]:
         return fold_checkpoint(resolve_path(config["pretrained_dir"]), k, run_name(config, k))
     return None
+
+
+def annotation_source(config: dict[str, Any], split: str, fold: int = 0) -> tuple[CXREyeDataset, GazeModel]:
+    """For ``gaze.annotate``: run ``fold``'s ``split`` images (from the run's splits.csv when it
+    wrote one) at their own resolution with their gaze maps, and the configured model without
+    trained weights."""
+    if config["preprocessing"] != "resize":
+        raise ValueError(f"preprocessing={config['preprocessing']!r}: the annotation app shows models trained with "
+                         "preprocessing='resize'")
+    catalogue = build_catalogue(config)
+    table = run_split_table(config, catalogue, run_dir(config))
+    if f"split_{fold}" not in table:
+        raise ValueError(f"fold {fold}: the run's splits have {sorted(c for c in table if c.startswith('split_'))}")
+    rows = split_rows(config, table, fold)[split]
+    dataset = CXREyeDataset(catalogue, rows, build_full_resolution_transforms(), with_gaze=True)
+    return dataset, build_model({**config, "pretrained_dir": None, "init_from": None, "pretrain_path": None}, fold)
 
 
 def run_dir(config: dict[str, Any]) -> Path:

@@ -29,7 +29,7 @@ from gaze.config import (
 )
 from gaze.config import resolve_path as shared_resolve_path
 from gaze.data.human_attention import HumanAttention, load_human_attention, phase_two_split, write_phase_two_train
-from gaze.data.transforms import build_resize_transforms
+from gaze.data.transforms import build_full_resolution_transforms, build_resize_transforms
 from gaze.engine.dist import is_main_process, seed_everything
 from gaze.models import model_class
 from gaze.models.base import GazeModel
@@ -148,6 +148,16 @@ def build_model(config: dict[str, Any], num_classes: int) -> GazeModel:
     if config["init_from"]:
         model.init_from(resolve_path(config["init_from"]))
     return model
+
+
+def annotation_source(config: dict[str, Any], split: str, fold: int = 0) -> tuple[ImageFolderDataset, GazeModel]:
+    """For ``gaze.annotate``: the ``split`` images at their own resolution (no gaze: ImageFolder
+    data has none), and the configured model without trained weights (``fold`` is unused)."""
+    data = load_data(config)
+    if split not in data.samples:
+        raise ValueError(f"split {split!r}: the ImageFolder tree has {', '.join(data.samples)}")
+    dataset = ImageFolderDataset(data.samples[split], data.class_names, build_full_resolution_transforms())
+    return dataset, build_model({**config, "init_from": None, "pretrain_path": None}, len(data.class_names))
 
 
 def run_dir(config: dict[str, Any]) -> Path:

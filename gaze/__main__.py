@@ -5,6 +5,7 @@ Commands:
   merge      write the aggregate Fixation.txt from the run files (gaze.attention.merge)
   agreement  inter-run agreement of the gaze data, table and plot (gaze.attention.agreement)
   demo       write the synthetic CUB_200_2011-layout demo dataset (gaze.synthetic.cub)
+  annotate   the attention annotation app: prepare, serve, export (gaze.annotate.cli)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ COMMANDS = {
     "merge": "gaze.attention.merge",
     "agreement": "gaze.attention.agreement",
     "demo": "gaze.synthetic.cub",
+    "annotate": "gaze.annotate.cli",
 }
 
 

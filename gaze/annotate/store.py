@@ -11,8 +11,9 @@ Schema (``SCHEMA_VERSION``; a file of another version is an error naming it):
 
 * ``meta(key, value)``: ``schema_version``, ``split``, ``run``.
 * ``methods(method, position, run)``: the explained models, in the order given.
-* ``items(item, position, label, image, gaze)``: the images to rate, with the paths of the
-  image and of its gaze map (relative to the store's item folder; ``gaze`` may be NULL).
+* ``items(item, position, label, image, gaze, width, height)``: the images to rate, the paths
+  of the image shown and of its gaze map (relative to the store's file folder; ``gaze`` may
+  be NULL), and the image's own size (masks are saved at it).
 * ``predictions(item, method, predicted, overlay)``: each model's predicted class and the
   path of its Grad-CAM overlay.
 * ``annotators(name, token_sha256, created)``.
@@ -38,13 +39,14 @@ SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 30.0
 QUALITY_RANGE = (1, 5)
 MASK_STARTS = ("empty", "cam", "gaze")
+ITEM_COLUMNS = "item, position, label, image, gaze, width, height"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS methods (method TEXT PRIMARY KEY, position INTEGER NOT NULL UNIQUE, run TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     item TEXT PRIMARY KEY, position INTEGER NOT NULL UNIQUE, label INTEGER NOT NULL,
-    image TEXT NOT NULL, gaze TEXT);
+    image TEXT NOT NULL, gaze TEXT, width INTEGER NOT NULL, height INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS predictions (
     item TEXT NOT NULL REFERENCES items(item), method TEXT NOT NULL REFERENCES methods(method),
     predicted INTEGER NOT NULL, overlay TEXT NOT NULL, PRIMARY KEY (item, method));
@@ -73,13 +75,16 @@ class StoreError(ValueError):
 
 @dataclass(frozen=True)
 class Item:
-    """One image to rate: its id, 0-based position, label, and file paths (relative to the item folder)."""
+    """One image to rate: its id, 0-based position, label, file paths (relative to the file
+    folder) and its own width and height."""
 
     item: str
     position: int
     label: int
     image: str
     gaze: str | None
+    width: int
+    height: int
 
 
 @dataclass(frozen=True)
@@ -171,8 +176,8 @@ class Store:
     def add_items(self, items: Sequence[Item], predictions: Sequence[tuple[str, str, int, str]]) -> None:
         """Register items and ``(item, method, predicted class, overlay path)`` rows (idempotent)."""
         with self.transaction() as db:
-            db.executemany("INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?)",
-                           [(i.item, i.position, i.label, i.image, i.gaze) for i in items])
+            db.executemany("INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           [(i.item, i.position, i.label, i.image, i.gaze, i.width, i.height) for i in items])
             db.executemany("INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?)", predictions)
 
     def methods(self) -> list[str]:
@@ -181,13 +186,23 @@ class Store:
 
     def items(self) -> list[Item]:
         """Every item in position order."""
-        rows = self.connection().execute("SELECT item, position, label, image, gaze FROM items ORDER BY position")
+        rows = self.connection().execute(f"SELECT {ITEM_COLUMNS} FROM items ORDER BY position")
         return [Item(*row) for row in rows]
+
+    def item_at(self, position: int) -> Item:
+        """The item at a 0-based position; StoreError when there is none."""
+        row = self.connection().execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE position = ?", (position,)).fetchone()
+        if row is None:
+            raise StoreError(f"no item at position {position}")
+        return Item(*row)
+
+    def count(self) -> int:
+        """Number of items."""
+        return self.connection().execute("SELECT COUNT(*) FROM items").fetchone()[0]
 
     def item(self, item: str) -> Item:
         """One item; StoreError for an unknown id."""
-        row = self.connection().execute("SELECT item, position, label, image, gaze FROM items WHERE item = ?",
-                                        (item,)).fetchone()
+        row = self.connection().execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE item = ?", (item,)).fetchone()
         if row is None:
             raise StoreError(f"no item {item!r}")
         return Item(*row)

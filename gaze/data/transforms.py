@@ -219,6 +219,14 @@ def build_transforms(
     return JointTransform(v2.Compose(steps), mean, std)
 
 
+def build_full_resolution_transforms(mean: Sequence[float] = IMAGENET_MEAN,
+                                     std: Sequence[float] = IMAGENET_STD) -> JointTransform:
+    """No geometry at all: the image at its own resolution, normalised, and its map as read
+    (what the annotation app shows people and draws masks on)."""
+    steps = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
+    return JointTransform(v2.Compose(steps), mean, std)
+
+
 def denormalize(
     images: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
 ) -> torch.Tensor:

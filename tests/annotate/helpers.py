@@ -14,7 +14,7 @@ def hand_store(path, items: int = 4, labels=None, predicted=None) -> Store:
     store.add_methods(METHODS)
     labels = labels or [0] * items
     predicted = predicted or labels
-    store.add_items([Item(str(k + 1), k, labels[k], f"images/{k + 1}.jpg", None) for k in range(items)],
+    store.add_items([Item(str(k + 1), k, labels[k], f"images/{k + 1}.jpg", None, 8, 6) for k in range(items)],
                     [(str(k + 1), method, predicted[k] if method == "phase1" else labels[k], f"overlays/{method}/{k + 1}.png")
                      for k in range(items) for method, _ in METHODS])
     return store

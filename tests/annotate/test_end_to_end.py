@@ -1,0 +1,63 @@
+"""Train -> annotate -> export -> phase 2: the loop the app closes, on a tiny synthetic CUB run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cub import train as cub_train
+from gaze.annotate.app import create_app
+from gaze.annotate.cli import files_folder
+from gaze.annotate.cli import main as annotate_main
+from gaze.annotate.store import Store
+from gaze.synthetic.cub import make_synthetic_cub
+from tests.annotate.test_app import png_url, token_of
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_ratings_and_masks_from_the_app_feed_cub_phase_two(tmp_path):
+    root = tmp_path / "data" / "synthetic_cub"
+    make_synthetic_cub(root, num_classes=3, train_per_class=10, test_per_class=4, image_size=(64, 96), num_runs=2)
+    args = [f"--root={root}", "--num_classes=3", "--input_size=64", "--batch_size=8", f"--model_path={tmp_path}",
+            "--model_name=gradia", "--cam_images=0", "--val_fraction=0.2", "--model_type=gradia",
+            "--backbone=resnet18", "--pretrain_path=None", "--end_epoch=2"]
+    assert cub_train.main(args) == 0
+    run = tmp_path / "gradia"
+    assert annotate_main(["--run", str(run), "--prepare-only"]) == 0
+    db = run / "annotations" / "annotations.sqlite"
+    store = Store(db)
+    items = store.items()
+    assert len(items) == 6 and store.methods() == [str(run)]  # the 6 val images, explained by phase 1
+    assert all((files_folder(db) / item.image).is_file() and item.gaze for item in items)
+    predicted = store.predictions(items[0].item)[str(run)][0]
+    assert 0 <= predicted < 3
+
+    app = create_app(db, files_folder(db))
+    client = app.test_client()
+    token = token_of(client.get("/login").data)
+    client.post("/login", data={"name": "ann", "csrf_token": token})
+    for k, (q1, q2) in enumerate([("yes", "no"), ("no", "yes")]):
+        assert client.post(f"/rate/{k}", data={"csrf_token": token, "order": "0", "q1_0": q1, "q2_0": q2,
+                                               "q3_0": "3"}).status_code == 302
+    mask = np.zeros((items[1].height, items[1].width), bool)
+    mask[:, : items[1].width // 2] = True
+    assert client.post("/mask/1", json={"png": png_url(mask), "start": "empty"},
+                       headers={"X-CSRFToken": token}).status_code == 200
+
+    out = tmp_path / "export"
+    assert annotate_main(["export", "--db", str(db), "--out", str(out)]) == 0
+    ratings = json.loads((out / "reasonablity_val.json").read_text())
+    assert sorted(ratings) == sorted([items[0].item, items[1].item])
+    assert ratings[items[1].item].startswith("Unreasonable") and ratings[items[0].item].startswith("Reasonable")
+    assert (out / "masks" / f"{items[1].item}.png").is_file()
+
+    phase_two = [*args, "--phase=2", f"--init_from={run / 'phase1' / 'ckpt_best.pt'}", "--model_name=gradia_rated",
+                 f"--ratings={out / 'reasonablity_val.json'}", f"--masks_dir={out / 'masks'}"]
+    assert cub_train.main(phase_two) == 0
+    p2 = pd.read_csv(tmp_path / "gradia_rated" / "p2_train.csv", dtype=str)
+    assert {items[0].item, items[1].item} <= set(p2["id"]) and len(p2) == 24 + 2
+    assert (tmp_path / "gradia_rated" / "phase2" / "ckpt_best.pt").is_file()
