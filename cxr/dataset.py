@@ -261,6 +261,11 @@ class CXREyeDataset(Dataset):
     def __len__(self) -> int:
         return len(self.frame)
 
+    @property
+    def ids(self) -> list[str]:
+        """The dicom_ids of the images, in order (the items' ``id``)."""
+        return list(self.frame["dicom_id"])
+
     def with_attention(self) -> CXREyeDataset:
         """The same images and transform, the gaze map included (the Grad-CAM panels show it)."""
         return CXREyeDataset(self.catalogue, self.rows, self.transform, True, self.draft_size, self.human)

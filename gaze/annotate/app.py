@@ -104,6 +104,14 @@ def create_app(db: str | os.PathLike, files: str | os.PathLike, require_token: b
             abort(redirect(url_for("login")))
         return name
 
+    def shown_size(item) -> tuple[int, int]:
+        """(W, H) of the image file shown for an item."""
+        try:
+            with Image.open(files / item.image) as shown:
+                return shown.size
+        except OSError:
+            abort(404, f"the image file of item {item.item!r} is missing from {files}: prepare the study again")
+
     def item_or_404(position: int):
         try:
             return store.item_at(position)
@@ -194,8 +202,7 @@ def create_app(db: str | os.PathLike, files: str | os.PathLike, require_token: b
         item = item_or_404(position)
         methods = store.methods()
         has_mask = any(row["item"] == item.item for row in store.latest_masks(annotator))
-        with Image.open(files / item.image) as shown:
-            width, height = shown.size
+        width, height = shown_size(item)
         return render_template("mask.html", item=item, position=position, count=store.count(), width=width,
                                height=height, cams=[(m, f"cams/{k}/{position}.png") for k, m in enumerate(methods)],
                                gaze=item.gaze, has_mask=has_mask, annotator=annotator)
@@ -219,10 +226,8 @@ def create_app(db: str | os.PathLike, files: str | os.PathLike, require_token: b
         start = payload.get("start")
         if start not in MASK_STARTS:
             abort(400, f"'start' must be one of {', '.join(MASK_STARTS)}")
-        with Image.open(files / item.image) as shown:
-            displayed = shown.size
         try:
-            png = decode_mask_upload(payload.get("png"), item.width, item.height, displayed)
+            png = decode_mask_upload(payload.get("png"), item.width, item.height, shown_size(item))
         except ValueError as error:
             abort(400, str(error))
         store.submit_mask(annotator, item.item, png, item.width, item.height, start)

@@ -70,6 +70,11 @@ def serve_main(argv: list[str]) -> int:
         count = prepare(store, files_folder(db), methods, args.split, args.fold, limit=args.limit)
         print(f"prepared {count} {args.split} images explained by {len(methods)} method(s) -> {db}")
     else:
+        asked = [str(Path(m).as_posix()).rstrip("/") for m in args.methods.split(",")] if args.methods else None
+        if asked is not None and asked != store.methods():
+            print(f"{db} was prepared for methods {store.methods()}, not {asked}: give another --db for a new study",
+                  file=sys.stderr)
+            return 2
         print(f"{db}: {store.count()} images prepared earlier (methods {', '.join(store.methods())})")
     if args.prepare_only:
         return 0

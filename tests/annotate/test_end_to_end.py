@@ -61,3 +61,33 @@ def test_ratings_and_masks_from_the_app_feed_cub_phase_two(tmp_path):
     p2 = pd.read_csv(tmp_path / "gradia_rated" / "p2_train.csv", dtype=str)
     assert {items[0].item, items[1].item} <= set(p2["id"]) and len(p2) == 24 + 2
     assert (tmp_path / "gradia_rated" / "phase2" / "ckpt_best.pt").is_file()
+
+
+def test_folder_and_cxr_runs_are_prepared_too(tmp_path):
+    """The study works on every tree: an ImageFolder run (no gaze) and a CXR fold (gaze, fold 0)."""
+    from cxr import train as cxr_train
+    from folder import train as folder_train
+    from gaze.synthetic.cxr import make_synthetic_cxr_eye
+    from gaze.synthetic.gradia import make_synthetic_gradia
+
+    gradia_root = make_synthetic_gradia(tmp_path / "data" / "synthetic_gradia", per_class=(8, 4, 4), image_size=64)
+    assert folder_train.main([f"--root={gradia_root}", f"--model_path={tmp_path / 'folder'}", "--input_size=64",
+                              "--batch_size=8", "--backbone=resnet18", "--pretrain_path=None", "--end_epoch=2",
+                              "--cam_images=0"]) == 0
+    cxr_root = tmp_path / "data" / "synthetic_cxr"
+    make_synthetic_cxr_eye(cxr_root, images_per_class=10, image_size=(96, 128), seed=3)
+    assert cxr_train.main([f"--mimic_root={cxr_root / 'mimic-cxr-jpg'}", f"--egd_dir={cxr_root / 'egd-cxr'}",
+                           "--input_size=64", "--batch_size=8", "--backbone=resnet18", "--pretrain_path=None",
+                           "--end_epoch=2", "--val_fraction=0.2", f"--model_path={tmp_path / 'cxr'}",
+                           "--model_type=gradia", "--run_folds=[0]"]) == 0
+    for run, has_gaze in ((tmp_path / "folder" / "gradia", False), (tmp_path / "cxr" / "gradia_cv_rseed1", True)):
+        db = tmp_path / f"{run.parent.name}.sqlite"
+        assert annotate_main(["--run", str(run), "--db", str(db), "--split", "test", "--limit", "5",
+                              "--prepare-only"]) == 0
+        store = Store(db)
+        assert store.count() == 5 and store.meta()["split"] == "test"
+        assert all((item.gaze is not None) == has_gaze for item in store.items())
+        for item in store.items():
+            predicted, overlay = store.predictions(item.item)[str(run)]
+            assert (files_folder(db) / overlay).is_file() and 0 <= predicted
+        assert annotate_main(["--run", str(run), "--db", str(db), "--prepare-only"]) == 0  # prepared once: reused
