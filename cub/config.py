@@ -28,6 +28,10 @@ phase_select_metrics = None   # phased methods: select_metric of each phase; Non
 ratings = None                # GRADIA: reasonablity_val.json ({"<image id or file name>": "Reasonable Accurate", ...}, e.g. the annotation app's export): phase 2 trains on train + the rated val images (<run>/p2_train.csv) with the rating weights
 masks_dir = None              # GRADIA: drawn masks <masks_dir>/<image id>.png, any size (the annotation app's export); images without one use their gaze map thresholded (gaze_threshold)
 attention_samples = 'all'     # GRADIA phase 2: 'all' (every image with a mask: CUB-GHA gives each one) | 'rated' (published: only images rated UI/UA/RI get the attention loss)
+num_attentions = 32           # CAL / WS-DAN: attention maps M (published 32)
+beta = 0.05                   # CAL / WS-DAN: centre update rate (published 0.05)
+output_stride = None          # CAL / WS-DAN: backbone output stride; None: 16 (ResNet layer4 at stride 1 as published: 28x28 at 448); 32: the network's own (WS-DAN's ResNet)
+feature_stage = None          # CAL / WS-DAN: pool this timm features_only stage instead of the last (Inception-v3: 3 = Mixed_6e, WS-DAN's default)
 masked_image_crop = 'shared'  # KFN: 'shared' (image and masked image share one crop and flip) | 'independent' (published: drawn apart, cub_pim §1.7)
 
 # --- data
@@ -41,7 +45,7 @@ num_classes = 10              # published: 200 (checked against the data)
 val_fraction = 0.1            # validation split carved from the training images (model selection); 0: train on all 5,994, keep the last epoch
 select_on_test = False        # True: train on all training images and pick the best epoch ON THE TEST SET, as published (optimistic; warned)
 input_size = 112              # published: 448
-color_jitter = None           # training (brightness, contrast) jitter on the image; None: the method's published recipe (GAT, baseline: [0.2, 0.2]; KFN: none); [0, 0]: none
+color_jitter = None           # training [brightness, contrast(, saturation)] jitter on the image; None: the method's published recipe (GAT, baseline: [0.2, 0.2]; KFN: none; CAL: [0.126, 0, 0.5]); [0, 0]: none
 batch_size = 16               # per process (published: 6 for GAT, 8 for KFN)
 workers = 0                   # DataLoader worker processes, 0 = in the main process (published: 8; the demo's images are tiny)
 
@@ -51,7 +55,7 @@ optimizer = None              # 'sgd' | 'adam' | 'adamw'; None: the method's rec
 init_lr = None                # None: the method's recipe (GG-CAM: 6e-3 EfficientNet / 5e-3 ResNet), else 0.01; published: 1e-3
 momentum = 0.9
 weight_decay = 1e-4
-lr_schedule = None            # 'multistep' (published) | 'cosine' | 'constant' | 'plateau'; None: the method's recipe (GG-CAM: 'plateau'), else 'cosine'
+lr_schedule = None            # 'multistep' (published) | 'cosine' | 'constant' | 'plateau' | 'cal_exponential'; None: the method's recipe (GG-CAM: 'plateau'; CAL: 'cal_exponential'), else 'cosine'
 lr_milestones = [50, 100]     # multistep: epochs after which lr *= lr_decay_rate
 lr_decay_rate = 0.1
 warmup_epochs = 0.0           # linear warm-up, in epochs
@@ -81,7 +85,7 @@ cam_images = 6                # Grad-CAM panels (image, human attention, model C
 
 # --- evaluation
 select_metric = None          # validation metric choosing the best epoch: 'top1' | 'top5' | 'loss' | a model's metric ('attention_iou' for GRADIA); None: the method's recipe (GG-CAM: 'loss'), else 'top1'
-eval_protocol = 'single'      # how validation and test images are scored: 'single' (resize + centre crop, one view; published) | 'flip' (+ its mirror, mean logits)
+eval_protocol = 'single'      # how validation and test images are scored: 'single' (resize + centre crop, one view; published) | 'flip' (+ its mirror, mean logits) | CAL: 'raw', 'raw+crop' (published validation), 'cal_tta' (published infer.py); CAL also reports all three at the end
 checkpoint = None             # checkpoint to evaluate (ours or a released best.pth); None: <model_path>/<model_name>/ckpt_best.pt
 eval_dir = None               # where evaluate.py writes; None: <checkpoint folder>/evaluation
 assessments = None            # evaluate.py (GRADIA): people's verdicts on the evaluated model's attention, GRADIA's [{"img", "label": "unreasonable" | other}] or a reasonablity_test.json (keys: image ids or file names): the reasonability matrix

@@ -76,8 +76,9 @@ def load_cub_config(argv: list[str] | None = None) -> dict[str, Any]:
         raise ConfigError(f"iou_threshs={config['iou_threshs']}: one threshold for all scales is supported")
     if not 0.0 <= config["val_fraction"] < 1.0:
         raise ConfigError(f"val_fraction={config['val_fraction']}: expected a fraction in [0, 1) (0: train on all training images)")
-    if config["color_jitter"] is not None and len(config["color_jitter"]) != 2:
-        raise ConfigError(f"color_jitter={config['color_jitter']}: expected [brightness, contrast] or None")
+    if config["color_jitter"] is not None and len(config["color_jitter"]) not in (2, 3):
+        raise ConfigError(f"color_jitter={config['color_jitter']}: expected [brightness, contrast], "
+                          "[brightness, contrast, saturation] or None")
     if len(config["N_list"]) != len(config["ratios"]):
         raise ConfigError(f"N_list={config['N_list']} needs one entry per group of ratios ({len(config['ratios'])})")
     return config
@@ -111,12 +112,17 @@ def gaze_source(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def color_jitter(config: dict[str, Any]) -> tuple[float, float] | None:
+def color_jitter(config: dict[str, Any]) -> tuple[float, ...] | None:
     """``color_jitter`` of the config, else the method's published training recipe."""
     if config["color_jitter"] is not None:
-        brightness, contrast = config["color_jitter"]
-        return float(brightness), float(contrast)
+        return tuple(float(value) for value in config["color_jitter"])
     return model_class(config["model_type"]).train_color_jitter
+
+
+def resize_size(config: dict[str, Any]) -> int | None:
+    """The side resized to before the crop: the method's recipe (CAL: input / 0.875, 512 for 448), else the input size."""
+    ratio = model_class(config["model_type"]).train_resize_ratio
+    return None if ratio is None else round(config["input_size"] / ratio)
 
 
 def human_attention(config: dict[str, Any], root: Path) -> HumanAttention | None:
@@ -148,7 +154,8 @@ def build_dataset(config: dict[str, Any], root: Path, split: str, with_gaze: boo
     return CUBDataset(
         root,
         split=split,
-        transform=build_transforms(train=train, input_size=config["input_size"], color_jitter=color_jitter(config)),
+        transform=build_transforms(train=train, input_size=config["input_size"], color_jitter=color_jitter(config),
+                                   resize_size=resize_size(config)),
         gaze=gaze_source(config) if with_gaze else None,
         val_fraction=config["val_fraction"],
         seed=config["seed"],

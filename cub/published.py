@@ -26,6 +26,17 @@ PUBLISHED: dict[str, dict[str, tuple[object, str]]] = {
                                              "image's (the same transform object called twice, cub_pim §1.7)"),
     },
     "baseline": dict(_TEST_SELECTION),
+    "cal": {
+        **_TEST_SELECTION,
+        "eval_protocol": ("raw+crop", "validation and the reported number are the mean of the raw view and one "
+                                      "attention crop (theta 0.1, padding 0.05), on the TEST split each epoch "
+                                      "(train_distributed.py, gradia_cal.md B8)"),
+    },
+    "wsdan": {
+        **_TEST_SELECTION,
+        "eval_protocol": ("raw+crop", "(raw + crop at theta 0.1, padding 0.05) / 2 on the test split each epoch "
+                                      "(WS-DAN.PyTorch eval, gradia_cal.md B12)"),
+    },
     "gradia": {
         "init_lr": (1e-4, "Adam lr 1e-4 in both phases (GRADIA.py, gradia_cal.md A5-A6)"),
     },

@@ -24,7 +24,7 @@ import sys
 from cub.experiment import build_model, load_cub_config, panel_dataset, phase_loaders, run_dir
 from gaze.config import config_or_report
 from gaze.engine.dist import is_main_process
-from gaze.engine.evaluate import format_model_metrics
+from gaze.engine.evaluate import format_model_metrics, protocol_lines
 from gaze.engine.fit import train_model
 from gaze.engine.logging import report_logger
 from gaze.viz.panels import write_cam_panels
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = train_model(model, loaders, config, out_dir, per_phase)
     if is_main_process():
         write_cam_panels(model, panel_dataset(config), config["cam_images"], out_dir / "cam")
+        for line in protocol_lines(model, loaders["test"], next(model.parameters()).device):
+            report_logger().info(f"{config['model_type']} test, {line}")
         test = summary["test"]
         report_logger().info(
             f"{config['model_type']} ({config['backbone']}, {config['input_size']} px): {selection(config, summary)}; "

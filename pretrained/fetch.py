@@ -26,6 +26,18 @@ WEIGHTS = {
         "BSD-3-Clause (torchvision)",
         "torchvision ImageNet ResNet-50 v1 weights, pretrain_path of CUB-GHA GAT (cub_pim.md §1.3)",
     ),
+    "resnet101": (
+        "https://download.pytorch.org/models/resnet101-63fe2227.pth",
+        "63fe2227",
+        "BSD-3-Clause (torchvision)",
+        "torchvision ImageNet ResNet-101 v1 weights, pretrain_path of CAL (gradia_cal.md B2)",
+    ),
+    "inception_v3": (
+        "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+        "0cc3c7bd",
+        "Apache-2.0 (torchvision, Google's weights)",
+        "torchvision ImageNet Inception-v3 weights, pretrain_path of WS-DAN.PyTorch (gradia_cal.md B12)",
+    ),
     "tf_efficientnet_b0": (
         "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-weights/tf_efficientnet_b0_aa-827b6e33.pth",
         "827b6e33",  # timm release files carry the digest prefix like torch.hub files

@@ -188,7 +188,7 @@ def build_transforms(
     input_size: int,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-    color_jitter: tuple[float, float] | None = (0.2, 0.2),
+    color_jitter: tuple[float, ...] | None = (0.2, 0.2),
     resize_size: int | None = None,
     hflip: float = 0.5,
 ) -> JointTransform:
@@ -198,8 +198,8 @@ def build_transforms(
         train: random crop + flip + colour jitter when True; centre crop when False.
         input_size: side S of the square output (448 in the paper).
         mean, std: per-channel normalisation of the image (ImageNet by default).
-        color_jitter: (brightness, contrast) of ColorJitter on the image only (train);
-            None or zeros to disable (the KFN recipe has none).
+        color_jitter: (brightness, contrast[, saturation]) of ColorJitter on the image only
+            (train); None or zeros to disable (the KFN recipe has none; CAL's is (0.126, 0, 0.5)).
         resize_size: shorter side before cropping; None = ``input_size`` as published
             (mmpretrain's CUB recipe uses 600 for 448 crops: spec style.md §1.5).
         hflip: probability of the shared horizontal flip (train).
@@ -211,8 +211,8 @@ def build_transforms(
     if train:
         steps: list[v2.Transform] = [resize, v2.RandomCrop(input_size), v2.RandomHorizontalFlip(hflip)]
         if color_jitter is not None and any(color_jitter):
-            brightness, contrast = color_jitter
-            steps.append(v2.ColorJitter(brightness=brightness, contrast=contrast))
+            brightness, contrast, saturation = (*color_jitter, 0.0)[:3]
+            steps.append(v2.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation))
     else:
         steps = [resize, v2.CenterCrop(input_size)]
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]

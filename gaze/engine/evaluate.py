@@ -45,11 +45,32 @@ def single_view(model: nn.Module, batch: dict) -> Tensor | dict:
 
 
 @register_protocol("flip")
-def flip_views(model: nn.Module, batch: dict) -> Tensor:
+def flip_views(model: nn.Module, batch: dict) -> Tensor | dict:
     """The mean logits of the view and its horizontal mirror (gaze and mask mirrored with it)."""
-    mirrored = {key: value.flip(-1) if key in ("image", "gaze", "mask", "masked_image") and value is not None
-                else value for key, value in batch.items()}
-    return (_logits(model.predict(batch)) + _logits(model.predict(mirrored))) / 2
+    return model.predict_views(batch, flip=True)
+
+
+#: The published CAL/WS-DAN validation crop (gradia_cal.md B8) and infer.py's three (B9): (theta, padding).
+VALIDATION_CROP = (0.1, 0.05)
+TTA_CROPS = ((0.3, 0.1), (0.2, 0.1), (0.1, 0.05))
+
+
+@register_protocol("raw")
+def raw_view(model: nn.Module, batch: dict) -> Tensor | dict:
+    """The raw image alone (CAL's name for 'single')."""
+    return model.predict(batch)
+
+
+@register_protocol("raw+crop")
+def raw_and_crop(model: nn.Module, batch: dict) -> Tensor | dict:
+    """CAL's validation (B8): the mean of the raw view and one attention crop (theta 0.1, padding 0.05)."""
+    return model.predict_views(batch, crops=(VALIDATION_CROP,))
+
+
+@register_protocol("cal_tta")
+def cal_tta(model: nn.Module, batch: dict) -> Tensor | dict:
+    """CAL's infer.py (B9): the image and its mirror, each raw + crops at (0.3, 0.1), (0.2, 0.1), (0.1, 0.05)."""
+    return model.predict_views(batch, crops=TTA_CROPS, flip=True)
 
 
 def model_metrics(results: Mapping) -> dict[str, float]:
@@ -124,6 +145,17 @@ def evaluate(
     if is_distributed() and isinstance(sampler, DistributedSampler):
         outputs = _gather_shards(outputs, list(iter(sampler))[: len(ids)])
     return {**_accuracy_summary(outputs), "protocol": protocol}
+
+
+def protocol_lines(model: nn.Module, loader: Iterable, device: torch.device) -> list[str]:
+    """The split scored under every protocol the model's class reports (``report_protocols``;
+    CAL: raw, raw+crop, cal_tta), one summary line each."""
+    lines = []
+    for protocol in unwrap_model(model).report_protocols:
+        results = evaluate(model, loader, device, protocol=protocol)
+        lines.append(f"protocol {protocol!r}: top-1 {results['top1']:.2f}%, top-5 {results['top5']:.2f}%"
+                     f"{format_model_metrics(results)} on {results['num_samples']} images")
+    return lines
 
 
 def _joined(key: str, values: list[Tensor]) -> np.ndarray:

@@ -42,7 +42,12 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import (
+    DataLoader,
+    DistributedSampler,
+    RandomSampler,
+    SequentialSampler,
+)
 
 from gaze.atomic import atomic_path, remove_stale_temporaries
 from gaze.config import format_config, save_config
@@ -62,7 +67,13 @@ from gaze.engine.dist import (
     epoch_seed,
     seed_everything,
 )
-from gaze.engine.evaluate import BASE_METRICS, EVAL_DEFAULTS, check_protocol, evaluate, model_metrics
+from gaze.engine.evaluate import (
+    BASE_METRICS,
+    EVAL_DEFAULTS,
+    check_protocol,
+    evaluate,
+    model_metrics,
+)
 from gaze.engine.logging import (
     TensorBoard,
     append_metrics_row,
@@ -74,6 +85,7 @@ from gaze.engine.logging import (
 )
 from gaze.engine.loop import (
     LOOP_DEFAULTS,
+    SCALAR_PREFIXES,
     LossForward,
     Training,
     amp_dtype,
@@ -81,7 +93,12 @@ from gaze.engine.loop import (
     train_one_epoch,
     unwrap_model,
 )
-from gaze.engine.optim import OPTIM_DEFAULTS, build_optimizer, build_plateau, build_scheduler
+from gaze.engine.optim import (
+    OPTIM_DEFAULTS,
+    build_optimizer,
+    build_plateau,
+    build_scheduler,
+)
 
 #: Config keys the engine reads, with the values used when a config lacks them (the
 #: optimisation, loop and evaluation keys are those of their modules): the published CUB-GHA
@@ -502,8 +519,9 @@ def _log_epoch(run: Run, epoch: int, train_stats: Mapping, val: Mapping, state: 
 
 
 def _train_scalars(train_stats: Mapping[str, float]) -> dict[str, float]:
-    """The loss parts (and learnt loss weights ``sigma*``) and train top-1 of :func:`train_one_epoch`'s output."""
-    return {k: v for k, v in train_stats.items() if k.startswith(("loss", "sigma")) or k == "top1"}
+    """The loss parts (learnt loss weights, training accuracies: ``SCALAR_PREFIXES``) and train top-1 of
+    :func:`train_one_epoch`'s output."""
+    return {k: v for k, v in train_stats.items() if k.startswith(SCALAR_PREFIXES) or k == "top1"}
 
 
 
@@ -547,7 +565,9 @@ def _finish(run: Run, model: nn.Module, loaders: Mapping, training: Training, st
 def _write_artefacts(run: Run, results: Mapping, summary: Mapping, loaders: Mapping) -> None:
     """training_curves.png, reports per split (test unprefixed, val as val_*), summary.json."""
     from gaze.viz.attention import write_attention_files
-    from gaze.viz.plots import plot_training_curves  # matplotlib and sklearn: rank 0, at the end only
+    from gaze.viz.plots import (
+        plot_training_curves,  # matplotlib and sklearn: rank 0, at the end only
+    )
     from gaze.viz.reports import write_reports
 
     metrics = read_metrics(run.run_dir / METRICS_CSV)

@@ -186,9 +186,14 @@ def train_one_epoch(model: nn.Module, loader: Iterable, training: Training, epoc
     return totals.means(training.device)
 
 
+#: Prefixes of the scalar entries of a model's loss dict the engine averages and logs: loss
+#: parts, learnt loss weights (GG-CAM's sigmas), training accuracies in % (CAL's augmented views).
+SCALAR_PREFIXES = ("loss", "sigma", "acc")
+
+
 def scalar_losses(outputs: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    """The scalar ``loss*`` (and learnt loss weights ``sigma*``) entries of a model's loss dict, as floats."""
-    return {k: float(v.detach()) for k, v in outputs.items() if k.startswith(("loss", "sigma")) and v.ndim == 0}
+    """The scalar entries of a model's loss dict named with :data:`SCALAR_PREFIXES`, as floats."""
+    return {k: float(v.detach()) for k, v in outputs.items() if k.startswith(SCALAR_PREFIXES) and v.ndim == 0}
 
 
 class EpochTotals:

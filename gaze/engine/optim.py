@@ -83,6 +83,13 @@ def constant(step: int, span: ScheduleSpan) -> float:
     return 1.0
 
 
+@register_schedule("cal_exponential")
+def cal_exponential(step: int, span: ScheduleSpan) -> float:
+    """CAL's per-iteration law 0.9^((epoch + i/len)/2) (gradia_cal.md B7): x0.9 every two
+    epochs, set before every step (about 2e-7 of 1e-3 after 160 epochs)."""
+    return 0.9 ** (step / span.steps_per_epoch / 2)
+
+
 @register_schedule("plateau")
 def plateau(step: int, span: ScheduleSpan) -> float:
     """1 per step: ReduceLROnPlateau changes the lr per epoch (see :func:`build_plateau`)."""

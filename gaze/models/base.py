@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Sequence
 
 from torch import Tensor, nn
 
 #: The split roles of every tree: training, model selection, final evaluation.
 SPLITS = ("train", "val", "test")
+
+
+#: Batch entries that are images of the sample (mirrored with it).
+SPATIAL_KEYS = ("image", "gaze", "mask", "masked_image")
+
+
+def mirrored_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """The batch with every spatial entry flipped horizontally."""
+    return {key: value.flip(-1) if key in SPATIAL_KEYS and value is not None else value for key, value in batch.items()}
 
 
 class GazeModel(nn.Module):
@@ -29,11 +38,15 @@ class GazeModel(nn.Module):
         inference_needs_gaze: ``predict`` gives the gaze to ``forward`` (KFN).
         cam_layers: panel title -> module name Grad-CAM explains (in ``named_modules``).
         cam_panel_prefix: file-name prefix of the Grad-CAM panels; None = ``'<name>_'``.
-        train_color_jitter: (brightness, contrast) of the method's published training
-            recipe, or None (no ColorJitter).
+        train_color_jitter: (brightness, contrast[, saturation]) of the method's published
+            training recipe, or None (no ColorJitter).
         config_keys: constructor argument -> config key, where the two names differ.
         phases: folder names of the consecutive fits a run of this method makes (GRADIA:
             'phase1', 'phase2'; the engine sets ``model.phase``); () = one fit.
+        report_protocols: evaluation protocols a finished run also reports on test (CAL:
+            'raw', 'raw+crop', 'cal_tta').
+        train_resize_ratio: input_size / resize side of the method's recipe (CAL: 0.875,
+            Resize 512 -> crop 448); None: resize to the input size.
     """
 
     name: ClassVar[str] = ""
@@ -42,9 +55,11 @@ class GazeModel(nn.Module):
     inference_needs_gaze: ClassVar[bool] = False
     cam_layers: ClassVar[Mapping[str, str]] = {"Grad-CAM": "backbone"}
     cam_panel_prefix: ClassVar[str | None] = None
-    train_color_jitter: ClassVar[tuple[float, float] | None] = None
+    train_color_jitter: ClassVar[tuple[float, ...] | None] = None
     config_keys: ClassVar[Mapping[str, str]] = {}
     phases: ClassVar[tuple[str, ...]] = ()
+    report_protocols: ClassVar[tuple[str, ...]] = ()
+    train_resize_ratio: ClassVar[float | None] = None
 
     @classmethod
     def needs_gaze(cls, split: str, config: Mapping[str, Any]) -> bool:
@@ -117,6 +132,17 @@ class GazeModel(nn.Module):
         """Evaluation logits (B, num_classes) of a batch (the gaze only when inference needs it)."""
         gaze = batch.get("gaze") if self.inference_needs_gaze else None
         return self(batch["image"], gaze=gaze)
+
+    def predict_views(self, batch: Mapping[str, Any], crops: Sequence[tuple[float, float]] = (),
+                      flip: bool = False) -> Tensor | Mapping[str, Tensor]:
+        """Mean logits of the view (and its mirror with ``flip``); attention ``crops``
+        ``(theta, padding)`` need a model with attention maps (CAL, WS-DAN override this)."""
+        if crops:
+            raise ValueError(f"{type(self).__name__} has no attention maps to crop by: the protocols with attention "
+                             "crops ('raw+crop', 'cal_tta') are for CAL / WS-DAN")
+        views = [batch, mirrored_batch(batch)] if flip else [batch]
+        logits = [self.predict(view) for view in views]
+        return sum(out["logits"] if isinstance(out, Mapping) else out for out in logits) / len(logits)
 
     def init_from(self, checkpoint: str | Path | dict) -> None:
         """Start from the weights of ``checkpoint`` (ours or a released format) of this model,

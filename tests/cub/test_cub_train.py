@@ -396,3 +396,24 @@ def test_gradia_phase_two_trains_on_train_plus_rated_val_with_drawn_masks(tiny_c
     labels = json.loads((tmp_path / "eval" / "reasonablity_test.json").read_text())
     assert sorted(labels) == sorted(test.ids[:5])
     assert sum(label.startswith("Unreasonable") for label in labels.values()) == 2
+
+
+def test_cal_trains_reports_its_protocols_and_resumes_exactly_centres_included(tiny_cub, tmp_path):
+    """CAL on CUB: a stopped run continued equals the uninterrupted one (weights, BN, centres), and the
+    end of the run reports raw, raw+crop and cal_tta."""
+    base = ["--model_type=cal", "--backbone=resnet18", "--pretrain_path=None", "--num_attentions=4", "--cam_images=0"]
+    assert cub_train.main(common_args(tiny_cub, tmp_path, "straight", *base, "--end_epoch=2")) == 0
+    assert cub_train.main(common_args(tiny_cub, tmp_path, "resumed", *base, "--end_epoch=1")) == 0
+    assert cub_train.main(common_args(tiny_cub, tmp_path, "resumed", *base, "--end_epoch=2")) == 0
+    straight = torch.load(tmp_path / "straight" / "ckpt_last.pt", weights_only=True)["model"]
+    resumed = torch.load(tmp_path / "resumed" / "ckpt_last.pt", weights_only=True)["model"]
+    assert straight["feature_center"].abs().sum() > 0
+    for key, tensor in straight.items():
+        torch.testing.assert_close(tensor, resumed[key], rtol=0, atol=0, msg=key)
+    metrics = pd.read_csv(tmp_path / "straight" / "metrics.csv")
+    assert {"train_loss_effect", "train_loss_centre", "train_acc_aug", "train_acc_aux", "val_aux_top1"} <= set(metrics)
+    config = json.loads((tmp_path / "straight" / "config.json").read_text())
+    assert (config["optimizer"], config["init_lr"], config["lr_schedule"]) == ("sgd", 1e-3, "cal_exponential")
+    assert cub_evaluate.main(common_args(tiny_cub, tmp_path, "straight", *base, "--eval_protocol=cal_tta",
+                                         f"--eval_dir={tmp_path / 'eval'}")) == 0
+    assert json.loads((tmp_path / "eval" / "classification_report.json").read_text())["num_samples"] == 18

@@ -50,7 +50,7 @@ def test_flip_protocol_averages_the_view_and_its_mirror_and_is_named():
         logits = (model(dataset.images, dataset.gaze) + model(dataset.images.flip(-1), dataset.gaze.flip(-1))) / 2
     np.testing.assert_allclose(results["probabilities"], logits.softmax(1).numpy(), atol=1e-6)
     assert results["protocol"] == "flip" and evaluate(model, loader, torch.device("cpu"))["protocol"] == "single"
-    with pytest.raises(ValueError, match="'eval_protocol': expected one of flip, single"):
+    with pytest.raises(ValueError, match=r"'eval_protocol': expected one of cal_tta, flip, raw, raw\+crop, single"):
         evaluate(model, loader, torch.device("cpu"), protocol="multicrop")
 
 
