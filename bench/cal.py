@@ -1,7 +1,8 @@
-"""Benchmark: CAL / WS-DAN attention crop and drop, batched against the published per-sample loop; the step's parts.
+"""Benchmark: CAL / WS-DAN attention crop and drop, batched against the published per-sample loop; the
+step's parts; and baseline vs WS-DAN vs CAL vs gaze-guided CAL on the synthetic CUB set.
 
-    python bench/cal.py [--batch_size 16] [--image_size 448] [--map_size 28] [--attentions 32] [--rounds 5]
-                        [--backbone resnet18] [--step_size 224]
+    python bench/cal.py [--part speed|accuracy|all] [--batch_size 16] [--image_size 448] [--map_size 28]
+                        [--attentions 32] [--rounds 5] [--backbone resnet18] [--step_size 224] [--seeds 3]
 
 (a) augmentation, on the same maps (random, B x M x map x map, ReLU-like):
 
@@ -22,6 +23,11 @@ the mean absolute difference is printed beside the images' range.
 
 (b) one CAL training step of ``--backbone`` at ``--step_size`` px, its parts timed
 (forward raw, augmentation, forward of the 2B batch, losses + backward).
+
+(c) accuracy: ``python cub/train.py`` with its defaults (the SYNTHETIC CUB set, EfficientNet-Lite0
+at 112 px, 10 epochs, the best epoch on validation) for ``--model_type`` baseline, wsdan, cal and
+gaze-guided CAL (``attention_source='mixed'``, ``gaze_alignment=0.5``), seeds 0..N-1; test
+top-1 under each protocol (raw, raw+crop, cal_tta; the baseline has one view), mean +- std.
 """
 
 from __future__ import annotations
@@ -83,6 +89,46 @@ def published_step(images: torch.Tensor, attentions: torch.Tensor) -> tuple[torc
             published_augment(images, chosen[:, 1:], "drop", (0.2, 0.5)))
 
 
+#: (name, cub/train.py overrides) of the accuracy comparison.
+ACCURACY_METHODS = (
+    ("baseline", ["--model_type=baseline"]),
+    ("wsdan", ["--model_type=wsdan"]),
+    ("cal", ["--model_type=cal"]),
+    ("cal + gaze", ["--model_type=cal", "--attention_source=mixed", "--gaze_alignment=0.5"]),
+)
+
+
+def accuracy_table(seeds: int) -> None:
+    """(c): every method x seed through cub/train.py; test top-1 per protocol, mean +- std."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from cub.train import main as train_main
+
+    rows = {}
+    with tempfile.TemporaryDirectory() as runs:
+        for name, overrides in ACCURACY_METHODS:
+            for seed in range(seeds):
+                run = f"{name.replace(' + ', '_')}_s{seed}"
+                assert train_main([*overrides, f"--seed={seed}", f"--model_path={runs}", f"--model_name={run}",
+                                   "--cam_images=0"]) == 0
+                folder = Path(runs) / run
+                protocols = folder / "protocols.json"
+                if protocols.is_file():
+                    scores = {p: v["top1"] for p, v in json.loads(protocols.read_text()).items()}
+                else:
+                    scores = {"raw": json.loads((folder / "summary.json").read_text())["test"]["top1"]}
+                for protocol, top1 in scores.items():
+                    rows.setdefault(name, {}).setdefault(protocol, []).append(top1)
+    print(f"(c) test top-1 (%) on the synthetic CUB set, cub/train.py defaults, {seeds} seeds, mean +- std")
+    print(f"    {'method':12s} {'raw':>16s} {'raw+crop':>16s} {'cal_tta':>16s}")
+    for name, scores in rows.items():
+        cells = [f"{statistics.mean(v):6.2f} +- {statistics.stdev(v) if len(v) > 1 else 0:5.2f}" if v else "-"
+                 for v in (scores.get(p, []) for p in ("raw", "raw+crop", "cal_tta"))]
+        print(f"    {name:12s} " + " ".join(f"{cell:>16s}" for cell in cells))
+
+
 def timed(function, *args) -> float:
     start = time.perf_counter()
     function(*args)
@@ -98,7 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--step_size", type=int, default=224)
+    parser.add_argument("--part", choices=("speed", "accuracy", "all"), default="speed")
+    parser.add_argument("--seeds", type=int, default=3, help="(c): seeds 0..N-1")
     args = parser.parse_args(argv)
+    if args.part in ("accuracy", "all"):
+        accuracy_table(args.seeds)
+        if args.part == "accuracy":
+            return 0
     torch.manual_seed(0)
     random.seed(0)
     np.random.seed(0)

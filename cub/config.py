@@ -31,6 +31,8 @@ attention_samples = 'all'     # GRADIA phase 2: 'all' (every image with a mask: 
 num_attentions = 32           # CAL / WS-DAN: attention maps M (published 32)
 beta = 0.05                   # CAL / WS-DAN: centre update rate (published 0.05)
 output_stride = None          # CAL / WS-DAN: backbone output stride; None: 16 (ResNet layer4 at stride 1 as published: 28x28 at 448); 32: the network's own (WS-DAN's ResNet)
+attention_source = 'model'    # CAL / WS-DAN crops and drops by: 'model' (its attention maps, published) | 'gaze' (the human gaze map) | 'mixed' (each map the gaze with probability 1/2)
+gaze_alignment = 0.0          # CAL / WS-DAN: weight of an L1 between the mean attention map and the gaze map (0: none, published)
 feature_stage = None          # CAL / WS-DAN: pool this timm features_only stage instead of the last (Inception-v3: 3 = Mixed_6e, WS-DAN's default)
 masked_image_crop = 'shared'  # KFN: 'shared' (image and masked image share one crop and flip) | 'independent' (published: drawn apart, cub_pim §1.7)
 

@@ -37,7 +37,7 @@ from cub.experiment import (
 from gaze.config import config_or_report, evaluated_config
 from gaze.engine.checkpoint import best_checkpoint
 from gaze.engine.dist import resolve_device
-from gaze.engine.evaluate import evaluate, format_model_metrics, protocol_lines
+from gaze.engine.evaluate import evaluate, format_model_metrics, protocol_lines, protocol_scores
 from gaze.engine.importers import import_checkpoint, load_model_checkpoint
 from gaze.engine.logging import report_logger
 from gaze.models import model_class
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if "attention_iou" in results["sample_metrics"]:  # GRADIA's files and overlays (A7-A8)
         attention = "; " + write_attention_evaluation(model, results, panels, out_dir, config["cam_images"], "test",
                                                       assessments(config, root))
-    for line in protocol_lines(model, loader, device):
+    for line in protocol_lines(protocol_scores(model, loader, device)):
         report_logger().info(f"{checkpoint_path}: test, {line}")
     report_logger().info(
         f"{checkpoint_path}: {config['model_type']} on {results['num_samples']} test images: "

@@ -39,6 +39,7 @@ from gaze.data.transforms import build_full_resolution_transforms, build_transfo
 from gaze.engine.dist import is_main_process, seed_everything
 from gaze.models import model_class
 from gaze.models.base import GazeModel
+from gaze.models.cal import ATTENTION_SOURCES
 from gaze.synthetic.cub import ensure_synthetic_cub
 from gaze.synthetic.marker import MARKER_NAME
 
@@ -58,7 +59,8 @@ def resolve_path(path: str | None) -> Path | None:
 def load_cub_config(argv: list[str] | None = None) -> dict[str, Any]:
     """``cub/config.py`` + override files + ``--key=value`` from ``argv``; values checked."""
     config = load_config(CUB_DIR / "config.py", sys.argv[1:] if argv is None else argv,
-                         choices={**registry_choices(), "attention_samples": list(ATTENTION_SAMPLES)})
+                         choices={**registry_choices(), "attention_samples": list(ATTENTION_SAMPLES),
+                                  "attention_source": list(ATTENTION_SOURCES)})
     config = apply_protocol(config, PUBLISHED, config["model_type"], "model_name")
     if config["model_name"] is None:  # one folder per method: a KFN run never resumes a GAT one
         suffix = PUBLISHED_SUFFIX if config["protocol"] == "published" else ""

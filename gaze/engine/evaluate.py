@@ -147,15 +147,21 @@ def evaluate(
     return {**_accuracy_summary(outputs), "protocol": protocol}
 
 
-def protocol_lines(model: nn.Module, loader: Iterable, device: torch.device) -> list[str]:
-    """The split scored under every protocol the model's class reports (``report_protocols``;
-    CAL: raw, raw+crop, cal_tta), one summary line each."""
-    lines = []
+def protocol_scores(model: nn.Module, loader: Iterable, device: torch.device) -> dict[str, dict[str, float]]:
+    """{protocol: {'top1', 'top5', model metrics..., 'num_samples'}} of the split under every
+    protocol the model's class reports (``report_protocols``; CAL: raw, raw+crop, cal_tta)."""
+    scores = {}
     for protocol in unwrap_model(model).report_protocols:
         results = evaluate(model, loader, device, protocol=protocol)
-        lines.append(f"protocol {protocol!r}: top-1 {results['top1']:.2f}%, top-5 {results['top5']:.2f}%"
-                     f"{format_model_metrics(results)} on {results['num_samples']} images")
-    return lines
+        scores[protocol] = {"top1": results["top1"], "top5": results["top5"], **model_metrics(results),
+                            "num_samples": results["num_samples"]}
+    return scores
+
+
+def protocol_lines(scores: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """One summary line per protocol of :func:`protocol_scores`."""
+    return [f"protocol {protocol!r}: top-1 {values['top1']:.2f}%, top-5 {values['top5']:.2f}%"
+            f"{format_model_metrics(values)} on {values['num_samples']} images" for protocol, values in scores.items()]
 
 
 def _joined(key: str, values: list[Tensor]) -> np.ndarray:

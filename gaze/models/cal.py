@@ -41,6 +41,13 @@ from gaze.models.base import GazeModel
 #: Scale of the pooled vector before the classifier (WS-DAN's trick, B3 / B14 #4).
 FEATURE_SCALE = 100.0
 SQRT_EPS = 1e-6
+#: Where the crop and drop maps come from (the gaze-guided variant; none of the papers has it).
+ATTENTION_SOURCES = {
+    "model": "the model's own attention maps, two drawn per sample (published)",
+    "gaze": "the human gaze map for both the crop and the drop",
+    "mixed": "each of the two maps is the gaze map with probability 1/2, else the model's drawn map",
+}
+
 #: Training crop and drop thresholds (fractions of the map's max, one uniform draw per sample) and crop padding (B5).
 TRAIN_CROP_THETA, TRAIN_DROP_THETA, TRAIN_CROP_PADDING = (0.4, 0.6), (0.2, 0.5), 0.1
 
@@ -121,17 +128,23 @@ def uniform(low_high: tuple[float, float] | float, count: int, device, generator
 
 
 def attention_crop_drop(images: Tensor, attentions: Tensor, crop_theta=TRAIN_CROP_THETA, drop_theta=TRAIN_DROP_THETA,
-                        padding: float = TRAIN_CROP_PADDING, generator: torch.Generator | None = None
-                        ) -> tuple[Tensor, Tensor]:
+                        padding: float = TRAIN_CROP_PADDING, generator: torch.Generator | None = None,
+                        gaze: Tensor | None = None, source: str = "model") -> tuple[Tensor, Tensor]:
     """The training augmentation of B5 for the whole batch: (crops, drops), each (B,3,H,W).
 
     Two maps per sample (:func:`map_choices`): the first crops, the second drops; thresholds
-    are fractions of each map's max drawn per sample.
+    are fractions of each map's max drawn per sample. With ``gaze`` (B,1,H',W') and ``source``
+    'gaze' or 'mixed' (:data:`ATTENTION_SOURCES`) the human map takes the place of the drawn ones.
     """
     with torch.no_grad():
         size = images.shape[-2:]
         chosen = map_choices(attentions, 2, generator)  # (B,2)
         picked = attentions.gather(1, chosen[:, :, None, None].expand(-1, -1, *attentions.shape[-2:]))  # (B,2,h,w)
+        if source != "model":
+            human = F.adaptive_avg_pool2d(gaze.to(picked.dtype), picked.shape[-2:]).expand_as(picked)
+            use_gaze = torch.ones(picked.shape[:2], dtype=torch.bool, device=picked.device) if source == "gaze" \
+                else torch.rand(picked.shape[:2], device=picked.device, generator=generator) < 0.5
+            picked = torch.where(use_gaze[:, :, None, None], human, picked)
         crop_map, drop_map = upsampled(picked[:, :1], size), upsampled(picked[:, 1:], size)
         count = len(images)
         peaks = picked.flatten(2).amax(2)  # (B,2): of the maps themselves, as published (not of their upsampling)
@@ -140,6 +153,18 @@ def attention_crop_drop(images: Tensor, attentions: Tensor, crop_theta=TRAIN_CRO
         crops = crop_images(images, crop_boxes(crop_map, crop_thresholds, padding))
         drops = images * (drop_map < drop_thresholds.view(-1, 1, 1, 1)).to(images.dtype)
     return crops, drops
+
+
+def alignment_loss(attentions: Tensor, gaze: Tensor, eps: float = 1e-6) -> Tensor:
+    """mean_b mean_hw |n(mean_m A_b) - n(gaze_b)| with n = / max, the gaze area-pooled to the maps' grid."""
+    mean_map = attentions.mean(dim=1, keepdim=True)
+    human = F.adaptive_avg_pool2d(gaze.to(mean_map.dtype), mean_map.shape[-2:])
+    return (max_normalised(mean_map, eps) - max_normalised(human, eps)).abs().mean()
+
+
+def max_normalised(maps: Tensor, eps: float = 1e-6) -> Tensor:
+    """(B,1,h,w) maps divided by their max (an all-zero map stays zero)."""
+    return maps / maps.amax(dim=(2, 3), keepdim=True).clamp_min(eps)
 
 
 @register_model("cal")
@@ -170,6 +195,8 @@ class CAL(GazeModel):
         beta: float = 0.05,
         output_stride: int = 16,
         feature_stage: int | None = None,
+        attention_source: str = "model",
+        gaze_alignment: float = 0.0,
     ) -> None:
         """Args:
             num_classes: K (CUB 200).
@@ -182,10 +209,17 @@ class CAL(GazeModel):
                 own strides, WS-DAN's ResNet).
             feature_stage: the timm ``features_only`` stage pooled instead of the last one
                 (Inception-v3: 3 = Mixed_6e, 768 channels, WS-DAN's default; B2).
+            attention_source: the maps that crop and drop in training (:data:`ATTENTION_SOURCES`).
+            gaze_alignment: weight of the L1 between the max-normalised mean attention map and
+                the gaze map area-pooled to its grid (0: none, as published).
         """
         super().__init__()
+        if attention_source not in ATTENTION_SOURCES:
+            raise ValueError(f"attention_source={attention_source!r}: expected one of {', '.join(ATTENTION_SOURCES)}")
         self.num_classes = num_classes
         self.input_size = min(input_size) if isinstance(input_size, (tuple, list)) else input_size
+        self.attention_source = attention_source
+        self.gaze_alignment = gaze_alignment
         self.num_attentions = num_attentions
         self.beta = beta
         self.backbone = create_backbone(backbone, pretrained_path, output_stride=None if output_stride == 32 else output_stride,
@@ -196,6 +230,12 @@ class CAL(GazeModel):
         self.fc = nn.Linear(num_attentions * channels, num_classes, bias=False)
         self.register_buffer("feature_center", torch.zeros(num_classes, num_attentions * channels))
         self.epoch = 1
+
+    @classmethod
+    def needs_gaze(cls, split: str, config: Mapping[str, Any]) -> bool:
+        """The training batches carry gaze when the gaze guides the crops or the alignment loss is on."""
+        guided = config.get("attention_source", "model") != "model" or (config.get("gaze_alignment") or 0) > 0
+        return super().needs_gaze(split, config) or (split == "train" and guided)
 
     # ----------------------------------------------------------------- forward
     def forward_features(self, images: Tensor, gaze: Tensor | None = None) -> Tensor:
@@ -250,7 +290,11 @@ class CAL(GazeModel):
         images, labels = batch["image"], batch["label"]
         raw = self.forward_all(images)
         loss_centre = self.centre_loss(raw["pooled"], labels)
-        crops, drops = attention_crop_drop(images, raw["attentions"].detach())
+        gaze = batch.get("gaze")
+        if gaze is None and (self.attention_source != "model" or self.gaze_alignment > 0):
+            raise KeyError(f"attention_source={self.attention_source!r} / gaze_alignment={self.gaze_alignment}: "
+                           "the training batches need 'gaze' (B,1,H,W)")
+        crops, drops = attention_crop_drop(images, raw["attentions"].detach(), gaze=gaze, source=self.attention_source)
         augmented = self.forward_all(torch.cat([crops, drops]))
         both = torch.cat([labels, labels])
         loss_ce = F.cross_entropy(raw["logits"], labels)
@@ -258,6 +302,8 @@ class CAL(GazeModel):
         outputs = {"loss_ce": loss_ce, "loss_aug": loss_aug, "loss_centre": loss_centre,
                    "logits": raw["logits"].detach(),
                    "acc_aug": (augmented["logits"].argmax(1) == both).float().mean() * 100}
+        if self.gaze_alignment > 0:
+            outputs["loss_alignment"] = self.gaze_alignment * alignment_loss(raw["attentions"], gaze)
         if self.counterfactual:
             loss_effect = F.cross_entropy(torch.cat([raw["effect"], augmented["effect"]]), torch.cat([labels, both]))
             outputs["loss_effect"] = loss_effect
@@ -265,6 +311,8 @@ class CAL(GazeModel):
             outputs["loss"] = loss_ce / 3 + loss_effect + 2 * loss_aug / 3 + loss_centre
         else:
             outputs["loss"] = (loss_ce + 2 * loss_aug) / 3 + loss_centre  # (CE_raw + CE_crop + CE_drop) / 3
+        if "loss_alignment" in outputs:
+            outputs["loss"] = outputs["loss"] + outputs["loss_alignment"]
         return outputs
 
     # ----------------------------------------------------------------- evaluation

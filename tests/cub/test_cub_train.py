@@ -410,6 +410,8 @@ def test_cal_trains_reports_its_protocols_and_resumes_exactly_centres_included(t
     assert straight["feature_center"].abs().sum() > 0
     for key, tensor in straight.items():
         torch.testing.assert_close(tensor, resumed[key], rtol=0, atol=0, msg=key)
+    protocols = json.loads((tmp_path / "straight" / "protocols.json").read_text())
+    assert list(protocols) == ["raw", "raw+crop", "cal_tta"] and all(0 <= p["aux_top1"] <= 100 for p in protocols.values())
     metrics = pd.read_csv(tmp_path / "straight" / "metrics.csv")
     assert {"train_loss_effect", "train_loss_centre", "train_acc_aug", "train_acc_aux", "val_aux_top1"} <= set(metrics)
     config = json.loads((tmp_path / "straight" / "config.json").read_text())

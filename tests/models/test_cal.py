@@ -181,3 +181,40 @@ def test_one_training_step_reaches_every_part():
     parts = wsdan.loss(batch)
     torch.testing.assert_close(parts["loss"], (parts["loss_ce"] + 2 * parts["loss_aug"]) / 3 + parts["loss_centre"])
     assert "loss_effect" not in parts
+
+
+def test_gaze_guided_crops_follow_the_gaze_and_mixed_draws_it_half_the_time():
+    images = torch.ones(64, 3, 20, 20)
+    attentions = torch.zeros(64, 2, 5, 5)
+    attentions[:, :, 0, 0] = 1.0  # the model looks at the top-left corner
+    gaze = torch.zeros(64, 1, 20, 20)
+    gaze[:, :, 12:16, 12:16] = 1.0  # people look at the bottom-right
+    _, drops = attention_crop_drop(images, attentions, crop_theta=0.5, drop_theta=0.5, padding=0.0, gaze=gaze,
+                                   source="gaze")
+    assert (drops[:, :, 13:15, 13:15] == 0).all() and (drops[:, :, :8, :8] == 1).all()  # the gaze region, not the model's
+    generator = torch.Generator().manual_seed(0)
+    _, mixed = attention_crop_drop(images, attentions, crop_theta=0.5, drop_theta=0.5, padding=0.0, gaze=gaze,
+                                   source="mixed", generator=generator)
+    by_gaze = (mixed[:, 0, 13, 13] == 0).float().mean()
+    assert 0.3 < by_gaze < 0.7 and ((mixed[:, 0, 13, 13] == 0) ^ (mixed[:, 0, 1, 1] == 0)).all()
+
+
+def test_the_gaze_alignment_loss_by_hand_and_gaze_is_asked_for_in_training():
+    from gaze.models.cal import CAL, alignment_loss
+
+    attentions = torch.zeros(1, 2, 2, 2)
+    attentions[0, 0, 0, 0], attentions[0, 1, 0, 0], attentions[0, 1, 1, 1] = 2.0, 2.0, 1.0  # mean [[2, 0], [0, .5]]
+    gaze = torch.zeros(1, 1, 4, 4)
+    gaze[0, 0, :2, 2:] = 1.0  # top-right quarter
+    assert alignment_loss(attentions, gaze).item() == pytest.approx((1 + 1 + 0 + 0.25) / 4)
+    assert CAL.needs_gaze("train", {"attention_source": "gaze"}) and not CAL.needs_gaze("test", {"attention_source": "gaze"})
+    assert CAL.needs_gaze("train", {"gaze_alignment": 0.5}) and not CAL.needs_gaze("train", {})
+    model = create_model("cal", num_classes=3, backbone="resnet18", input_size=64, num_attentions=4,
+                         attention_source="mixed", gaze_alignment=0.5).train()
+    batch = {"image": torch.randn(2, 3, 64, 64), "label": torch.tensor([0, 1]), "gaze": torch.rand(2, 1, 64, 64)}
+    parts = model.loss(batch)
+    assert parts["loss_alignment"] > 0
+    torch.testing.assert_close(parts["loss"], parts["loss_ce"] / 3 + parts["loss_effect"] + 2 * parts["loss_aug"] / 3
+                               + parts["loss_centre"] + parts["loss_alignment"])
+    with pytest.raises(KeyError, match="need 'gaze'"):
+        model.loss({"image": batch["image"], "label": batch["label"]})
