@@ -6,6 +6,7 @@ Commands:
   agreement  inter-run agreement of the gaze data, table and plot (gaze.attention.agreement)
   demo       write the synthetic CUB_200_2011-layout demo dataset (gaze.synthetic.cub)
   annotate   the attention annotation app: prepare, serve, export (gaze.annotate.cli)
+  unpickle   a pickled whole model -> a plain state dict, with --trust_pickle (gaze.unpickle)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ COMMANDS = {
     "agreement": "gaze.attention.agreement",
     "demo": "gaze.synthetic.cub",
     "annotate": "gaze.annotate.cli",
+    "unpickle": "gaze.unpickle",
 }
 
 

@@ -37,7 +37,9 @@ def load_torch_file(path: str | os.PathLike, map_location: str | torch.device = 
     except pickle.UnpicklingError as error:
         raise CheckpointFileError(
             f"{path}: refused by torch.load(weights_only=True): it holds objects other than tensors and "
-            f"primitives, or is not a torch file ({str(error).splitlines()[0]})") from None
+            f"primitives (e.g. a whole pickled model, as the NYCU HW1 checkpoint), or is not a torch file "
+            f"({str(error).splitlines()[0]}). If you trust where it came from, write its plain state dict with "
+            f"`python -m gaze unpickle --trust_pickle {path} <out.pt>` and load that") from None
     except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError) as error:
         raise CheckpointFileError(
             f"{path}: cannot be read as a torch file ({size:,} bytes; {type(error).__name__}: "

@@ -12,6 +12,16 @@ encoder under ``encoder.`` (timm EfficientNet names; its unused ``conv_head``/``
 dropped, as our ``encoder_only`` backbone stops at the last stage) and one Linear in the
 classification head; KFN has ``branch1.`` / ``branch2.`` encoders and one Linear(640 -> 3).
 
+CAL (raoyongming/CAL ``fgvc/``, gradia_cal.md B8): ``model_bestacc.pth`` = ``{'logs', 'state_dict'}``
+and ``model.ckpt`` = ``{'logs', 'state_dict'`` (``module.`` prefixes)``, 'feature_center'}``, the
+module names of WS-DAN/CAL's ``WSDAN_CAL``: ``features.{0,1,4,5,6,7}.*`` (an ``nn.Sequential`` of a
+ResNet's children, as KFN's), ``attentions.conv.weight`` + ``attentions.bn.*`` (BasicConv2d) and
+``fc.weight``. WS-DAN.PyTorch checkpoints have the same layout. Every key is mapped and every
+shape checked (the published loader silently skipped mismatches, C1); the converted file loads
+into a 'cal' or a 'wsdan' model (the weights are the same; WS-DAN.PyTorch's ResNet keeps
+layer4 at stride 2: evaluate those with ``--output_stride=32``). A file without
+``feature_center`` (``model_bestacc.pth``) gets zero centres (only training uses them).
+
 Our checkpoint (DESIGN §2): ``{'model', 'optimizer', 'scheduler', 'scaler', 'epoch',
 'best_metric', 'model_name', 'config', 'version'}``, only tensors and primitives.
 """
@@ -68,6 +78,8 @@ def convert_checkpoint(raw: dict, origin: str = "<checkpoint dict>") -> dict:
         raise ValueError(f"{origin}: expected a checkpoint dict, got {type(raw).__name__}")
     if isinstance(raw.get("model"), dict) and "model_name" in raw:  # ours
         return {**raw, "model": {strip_prefixes(k): v for k, v in raw["model"].items()}}
+    if isinstance(raw.get("state_dict"), dict) and "logs" in raw:  # released CAL / WS-DAN
+        return released_cal_checkpoint(raw, origin)
     if isinstance(raw.get("model_state_dict"), dict):  # released CUB-GHA
         state, epoch, lr = raw["model_state_dict"], raw.get("epoch"), raw.get("learning_rate")
     elif raw and all(isinstance(v, Tensor) for v in raw.values()):  # a bare state dict
@@ -135,6 +147,44 @@ def convert_released_kfn(state: dict[str, Tensor], origin: str = "<state dict>")
     return converted
 
 
+def released_cal_checkpoint(raw: dict, origin: str) -> dict:
+    """Our checkpoint of a released CAL / WS-DAN ``{'logs', 'state_dict'[, 'feature_center']}``."""
+    state = {strip_prefixes(k): v for k, v in raw["state_dict"].items()}
+    converted = {}
+    for key, tensor in state.items():
+        head, _, rest = key.partition(".")
+        if head == "features":
+            child, _, name = rest.partition(".")
+            child = KFN_SEQUENTIAL.get(child, child)  # a Sequential index, or the ResNet child's own name (HW1)
+            if child not in KFN_SEQUENTIAL.values():
+                raise ValueError(f"{origin}: unexpected key {key!r}: only ResNet-based CAL / WS-DAN checkpoints "
+                                 "(features.<0,1,4-7> or features.<conv1,bn1,layer1-4>) are supported")
+            converted[f"backbone.net.{child}.{name}"] = tensor
+        elif key == "attentions.conv.weight":
+            converted["attention.0.weight"] = tensor
+        elif key.startswith("attentions.bn."):
+            converted["attention.1." + key[len("attentions.bn."):]] = tensor
+        elif key == "fc.weight":
+            converted["fc.weight"] = tensor
+        else:
+            raise ValueError(f"{origin}: unexpected key {key!r} in a CAL / WS-DAN checkpoint")
+    for needed in ("fc.weight", "attention.0.weight"):
+        if needed not in converted:
+            raise ValueError(f"{origin}: a CAL / WS-DAN checkpoint without {needed!r} (first keys {list(state)[:5]})")
+    classes, pooled = converted["fc.weight"].shape
+    attentions = int(converted["attention.0.weight"].shape[0])
+    centre = raw.get("feature_center")
+    if centre is not None and tuple(centre.shape) != (classes, pooled):
+        raise ValueError(f"{origin}: feature_center has shape {tuple(centre.shape)}, expected {(classes, pooled)} "
+                         "(classes x attentions * channels)")
+    converted["feature_center"] = centre.float() if centre is not None else converted["fc.weight"].new_zeros(classes, pooled)
+    checkpoint = released_to_checkpoint("cal", converted, None, None, origin, "backbone.net.")
+    checkpoint["config"] = {**checkpoint["config"], "num_classes": int(classes), "num_attentions": attentions,
+                            "output_stride": 16}
+    checkpoint["compatible_models"] = ["cal", "wsdan"]
+    return checkpoint
+
+
 def convert_hafc_cxr(
     state: dict[str, Tensor], branches: dict[str, str], origin: str = "<state dict>"
 ) -> dict[str, Tensor]:
@@ -190,10 +240,11 @@ def released_to_checkpoint(model_name: str, state: dict[str, Tensor], epoch, lr,
                            backbone_prefix: str) -> dict:
     """Wrap a converted state dict as our checkpoint dict (config inferred from the weights,
     the ResNet depth from the blocks under ``backbone_prefix``)."""
+    head = state["classifier.weight"] if "classifier.weight" in state else state["fc.weight"]
     config = {
         "model_type": model_name,  # the names of cub/config.py
         "backbone": infer_resnet(state, backbone_prefix),
-        "num_classes": int(state["classifier.weight"].shape[0]),
+        "num_classes": int(head.shape[0]),
         "imported_from": origin,
     }
     if lr is not None:
@@ -231,7 +282,7 @@ def load_model_checkpoint(model: nn.Module, checkpoint: str | Path | dict, stric
     """
     ckpt, origin = read_checkpoint(checkpoint)
     expected = getattr(model, "name", type(model).__name__.lower())
-    if ckpt["model_name"] != expected:
+    if expected not in ckpt.get("compatible_models", [ckpt["model_name"]]):
         raise ValueError(
             f"{origin}: the checkpoint holds a {ckpt['model_name']!r} model, the model is {expected!r}"
         )
