@@ -21,12 +21,20 @@ backbone = 'tf_efficientnet_lite0'  # any timm name; GRADIA: 'resnet50'
 pretrain_path = 'package:efficientnet-lite0'  # ImageNet weights, a local file or package alias; None = random init
 init_from = None              # start from this checkpoint (ours or a released format) of the same model; a resumed run continues from its own checkpoint
 dropout = None                # head dropout; None: the method's (GRADIA: none)
+num_attentions = 32           # CAL / WS-DAN: attention maps M (published 32; HW1: 16)
+beta = 0.05                   # CAL / WS-DAN: centre update rate
+output_stride = None          # CAL / WS-DAN: backbone output stride; None: 16
+feature_stage = None          # CAL / WS-DAN: pool this timm features_only stage instead of the last
 gaze_threshold = None         # masks from gaze maps: minmax(map) > t (unused by ImageFolder data, which has drawn masks)
 phase_epochs = None           # GRADIA: epochs of each phase, e.g. [5, 5]; None: end_epoch shared equally
 phase = None                  # GRADIA: run only this phase (2: fine-tune from init_from with the ratings and masks); None: all
 phase_select_metrics = None   # phased methods: select_metric of each phase; None: the method's recipe (GRADIA: ['top1', 'attention_iou'], phase 2 as published but on validation), else select_metric in every phase
 
 # --- data
+layout = 'imagefolder'        # 'imagefolder' (root/{train,val,test}/<class>/) | 'cars' (Stanford Cars, cars_annos.mat) | 'aircraft' (FGVC-Aircraft) | 'nycu_hw1' (NYCU VRDL HW1: its test images are unlabelled, answer.txt is written for them)
+val_fraction = 0.1            # layouts without a validation split: this fraction of the training images (stratified, seeded) selects the best epoch
+answer_path = None            # nycu_hw1: where answer.txt goes ("<file> <class name>" in testing_img_order.txt order); None: <run>/answer.txt
+transforms = 'resize'         # 'resize' (GRADIA's: resize to input_size, flip, ImageNet normalisation) | 'hw1' (NYCU HW1's: resize 324/300 x input_size, rotation 20, flip, random crop; its own mean/std)
 root = 'data/synthetic_gradia'  # the ImageFolder root with train/ val/ test/ (GRADIA: gender_data); a folder named synthetic* is generated
 attention_dir = None          # folder of GRADIA's attention_val.json, attention_val_update.json, attention_val_remove.json, attention_test.json (each optional); None: root
 ratings = None                # reasonablity_val.json (the published file name); None: <attention_dir>/reasonablity_val.json when present

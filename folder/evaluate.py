@@ -16,12 +16,20 @@ import sys
 
 from torch.utils.data import DataLoader
 
-from folder.experiment import build_dataset, build_model, load_data, load_folder_config, resolve_path, run_dir
+from folder.experiment import (
+    answer_file,
+    build_dataset,
+    build_model,
+    load_data,
+    load_folder_config,
+    resolve_path,
+    run_dir,
+)
 from gaze.attention.annotations import read_assessments
 from gaze.config import config_or_report, evaluated_config
 from gaze.engine.checkpoint import best_checkpoint
 from gaze.engine.dist import resolve_device
-from gaze.engine.evaluate import evaluate
+from gaze.engine.evaluate import evaluate, report_protocols
 from gaze.engine.importers import import_checkpoint, load_model_checkpoint
 from gaze.engine.logging import report_logger
 from gaze.models import model_class
@@ -42,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(config["device"])
     model.to(device).eval()
     test_set = build_dataset(config, data, data.samples["test"], train=False)
-    results = evaluate(model, DataLoader(test_set, batch_size=config["batch_size"], num_workers=config["workers"]),
-                       device, protocol=config["eval_protocol"])
+    loader = DataLoader(test_set, batch_size=config["batch_size"], num_workers=config["workers"])
+    results = evaluate(model, loader, device, protocol=config["eval_protocol"])
     out_dir = resolve_path(config["eval_dir"]) if config["eval_dir"] else path.parent / "evaluation"
     report = write_reports(results, out_dir, data.class_names)
     line = f"{path}: test top-1 {report['top1']:.2f}% on {results['num_samples']} images"
@@ -52,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         line += ", " + write_attention_evaluation(model, results, test_set, out_dir, config["cam_images"], "test",
                                                    assessments)
     report_logger().info(f"{line} (protocol {results['protocol']!r}) -> {out_dir}")
+    for protocol_line in report_protocols(model, loader, device, out_dir):
+        report_logger().info(f"{path}: test, {protocol_line}")
+    answer = answer_file(model, {**config, "answer_path": config["answer_path"] or str(out_dir / "answer.txt")}, data, out_dir)
+    if answer is not None:
+        report_logger().info(f"answer.txt for the {len(data.unlabelled)} unlabelled test images -> {answer}")
     return 0
 
 

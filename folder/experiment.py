@@ -8,7 +8,7 @@ validation image, written as ``p2_train.csv`` in the run folder (``gaze.data.hum
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from folder.published import PUBLISHED
 from gaze.attention.annotations import ATTENTION_SAMPLES, check_known_images, gradia_masks
 from gaze.config import (
     PUBLISHED_SUFFIX,
+    ConfigError,
     apply_protocol,
     apply_recipe,
     check_numbers,
@@ -29,7 +30,9 @@ from gaze.config import (
 )
 from gaze.config import resolve_path as shared_resolve_path
 from gaze.data.human_attention import HumanAttention, load_human_attention, phase_two_split, write_phase_two_train
-from gaze.data.transforms import build_full_resolution_transforms, build_resize_transforms
+from gaze.data.layouts import LAYOUTS, read_layout, write_answer
+from gaze.data.splits import stratified_split
+from gaze.data.transforms import build_full_resolution_transforms, build_hw1_transforms, build_resize_transforms
 from gaze.engine.dist import is_main_process, seed_everything
 from gaze.models import model_class
 from gaze.models.base import GazeModel
@@ -54,7 +57,8 @@ def resolve_path(path: str | None) -> Path | None:
 def load_folder_config(argv: list[str] | None = None) -> dict[str, Any]:
     """``folder/config.py`` + override files + ``--key=value``, checked, the method's recipe filled."""
     config = load_config(FOLDER_DIR / "config.py", sys.argv[1:] if argv is None else argv,
-                         choices={**registry_choices(), "attention_samples": list(ATTENTION_SAMPLES)})
+                         choices={**registry_choices(), "attention_samples": list(ATTENTION_SAMPLES),
+                                  "layout": list(LAYOUTS), "transforms": ["resize", "hw1"]})
     config = apply_protocol(config, PUBLISHED, config["model_type"], "model_name")
     config = apply_recipe(config, FOLDER_RECIPE, model_class(config["model_type"]).training_recipe(config))
     check_numbers(config, positive=("input_size", "batch_size", "end_epoch", "init_lr", "log_interval"),
@@ -71,6 +75,7 @@ class FolderData:
     samples: dict[str, list[tuple[str, int]]]
     class_names: list[str]
     human: HumanAttention | None = None
+    unlabelled: list[str] = field(default_factory=list)
 
 
 def data_root(config: dict[str, Any]) -> Path:
@@ -81,16 +86,38 @@ def data_root(config: dict[str, Any]) -> Path:
     return root
 
 
+def layout_samples(config: dict[str, Any], root: Path) -> tuple[dict[str, list], list[str], list[str]]:
+    """(samples per split, class names, unlabelled test files) of the configured ``layout``.
+
+    The ImageFolder layout has its own val/ and test/. The others: validation carved from the
+    training images (``val_fraction``, stratified by ``seed``); NYCU HW1's test images are
+    unlabelled, so its validation images are also the labelled test (answer.txt is the
+    prediction for the real test images).
+    """
+    if config["layout"] == "imagefolder":
+        samples, names = {}, None
+        for split in ("train", "val", "test"):
+            samples[split], split_names = folder_samples(root, split)
+            if names is not None and split_names != names:
+                raise ValueError(f"{root / split}: classes {split_names} differ from the training classes {names}")
+            names = split_names
+        return samples, names, []
+    layout = read_layout(config["layout"], root)
+    train = layout.samples["train"]
+    if not 0 < config["val_fraction"] < 1:
+        raise ConfigError(f"val_fraction={config['val_fraction']}: layout {config['layout']!r} has no validation "
+                          "split; carve one with a fraction in (0, 1)")
+    kept, held = stratified_split([label for _, label in train], config["val_fraction"], int(config["seed"]))
+    val = [train[i] for i in held]
+    return ({"train": [train[i] for i in kept], "val": val, "test": layout.samples.get("test", val)},
+            layout.class_names, layout.unlabelled)
+
+
 def load_data(config: dict[str, Any]) -> FolderData:
     """Splits, class names (the same in every split), GRADIA masks / PNG masks and ratings
-    (None when the dataset has neither masks nor ratings)."""
+    (None when the dataset has neither masks nor ratings), unlabelled test files (HW1)."""
     root = data_root(config)
-    samples, names = {}, None
-    for split in ("train", "val", "test"):
-        samples[split], split_names = folder_samples(root, split)
-        if names is not None and split_names != names:
-            raise ValueError(f"{root / split}: classes {split_names} differ from the training classes {names}")
-        names = split_names
+    samples, names, unlabelled = layout_samples(config, root)
     ids = sorted({Path(path).name for split in samples.values() for path, _ in split})
     attention_dir = resolve_path(config["attention_dir"]) if config["attention_dir"] else root
     files = {key: attention_dir / name for key, name in ATTENTION_FILES.items() if (attention_dir / name).is_file()}
@@ -100,7 +127,7 @@ def load_data(config: dict[str, Any]) -> FolderData:
     human = load_human_attention(ids, ratings if config["ratings"] or ratings.is_file() else None,
                                  resolve_path(config["masks_dir"]), config["attention_samples"],
                                  config["gaze_threshold"], masks=masks)
-    return FolderData(samples, names, human if human.masks or human.ratings else None)
+    return FolderData(samples, names, human if human.masks or human.ratings else None, unlabelled)
 
 
 def phase_two_samples(data: FolderData) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
@@ -114,8 +141,12 @@ def phase_two_samples(data: FolderData) -> tuple[list[tuple[str, int]], list[tup
 
 def build_dataset(config: dict[str, Any], data: FolderData, samples: list[tuple[str, int]], train: bool
                   ) -> ImageFolderDataset:
-    """GRADIA's recipe (A4): resize to the input size, a shared flip when training, ImageNet normalisation."""
-    transform = build_resize_transforms(train=train, size=config["input_size"], flip=True)
+    """``transforms``: GRADIA's recipe (A4: resize to the input size, a shared flip when training,
+    ImageNet normalisation) or NYCU HW1's (C2)."""
+    if config["transforms"] == "hw1":
+        transform = build_hw1_transforms(train=train, input_size=config["input_size"])
+    else:
+        transform = build_resize_transforms(train=train, size=config["input_size"], flip=True)
     return ImageFolderDataset(samples, data.class_names, transform, data.human)
 
 
@@ -138,6 +169,20 @@ def phase_loaders(config: dict[str, Any], data: FolderData, out_dir: Path) -> tu
     if is_main_process():
         write_phase_two_train(pd.DataFrame(train, columns=["path", "label"]), out_dir)
     return loaders, {phases[-1]: build_loaders(config, data, train, val)}
+
+
+def answer_file(model: GazeModel, config: dict[str, Any], data: FolderData, out_dir: Path) -> Path | None:
+    """NYCU HW1's ``answer.txt`` for the unlabelled test images (``answer_path``, default
+    ``<out_dir>/answer.txt``) under the configured ``eval_protocol``; None without such images."""
+    if not data.unlabelled:
+        return None
+    from gaze.engine.evaluate import evaluate  # the engine only where predictions are made
+
+    images = build_dataset(config, data, [(path, 0) for path in data.unlabelled], train=False)
+    loader = DataLoader(images, batch_size=config["batch_size"], num_workers=config["workers"])
+    results = evaluate(model, loader, next(model.parameters()).device, protocol=config["eval_protocol"])
+    path = resolve_path(config["answer_path"]) if config["answer_path"] else out_dir / "answer.txt"
+    return write_answer(path, data.unlabelled, list(results["probabilities"].argmax(axis=1)), data.class_names)
 
 
 def build_model(config: dict[str, Any], num_classes: int) -> GazeModel:

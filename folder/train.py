@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import sys
 
-from folder.experiment import build_model, load_data, load_folder_config, phase_loaders, run_dir
+from folder.experiment import answer_file, build_model, load_data, load_folder_config, phase_loaders, run_dir
 from gaze.config import config_or_report
 from gaze.engine.dist import is_main_process
-from gaze.engine.evaluate import format_model_metrics
+from gaze.engine.evaluate import format_model_metrics, report_protocols
 from gaze.engine.fit import train_model
 from gaze.engine.logging import report_logger
 from gaze.viz.panels import write_cam_panels
@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     if is_main_process():
         if data.human is not None:
             write_cam_panels(model, loaders["test"].dataset, config["cam_images"], out_dir / "cam")
+        for line in report_protocols(model, loaders["test"], next(model.parameters()).device, out_dir):
+            report_logger().info(f"{config['model_type']} test, {line}")  # CAL: raw, raw+crop, cal_tta
+        answer = answer_file(model, config, data, out_dir)
+        if answer is not None:
+            report_logger().info(f"answer.txt for the {len(data.unlabelled)} unlabelled test images -> {answer}")
         test = summary["test"]
         report_logger().info(
             f"{config['model_type']} ({config['backbone']}, {config['input_size']} px): best epoch "

@@ -227,6 +227,26 @@ def build_full_resolution_transforms(mean: Sequence[float] = IMAGENET_MEAN,
     return JointTransform(v2.Compose(steps), mean, std)
 
 
+#: NYCU VRDL HW1's normalisation, computed on its training images (gradia_cal.md C2).
+HW1_MEAN = (0.48194, 0.49756, 0.43214)
+HW1_STD = (0.13271, 0.12794, 0.17289)
+#: HW1 resizes to 324 x 324 for its 300-px crops.
+HW1_RESIZE_RATIO = 324 / 300
+
+
+def build_hw1_transforms(train: bool, input_size: int = 300) -> JointTransform:
+    """NYCU HW1's recipe (C2), scaled to ``input_size``: train = Resize(324x324) -> RandomRotation(20)
+    -> horizontal flip -> RandomCrop(300); test = Resize(324x324) -> CenterCrop(300); its own mean/std."""
+    side = round(input_size * HW1_RESIZE_RATIO)
+    steps: list[v2.Transform] = [v2.Resize([side, side], interpolation=InterpolationMode.BILINEAR, antialias=True)]
+    if train:
+        steps += [v2.RandomRotation(20), v2.RandomHorizontalFlip(), v2.RandomCrop(input_size)]
+    else:
+        steps.append(v2.CenterCrop(input_size))
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(HW1_MEAN), std=list(HW1_STD))]
+    return JointTransform(v2.Compose(steps), HW1_MEAN, HW1_STD)
+
+
 def denormalize(
     images: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
 ) -> torch.Tensor:

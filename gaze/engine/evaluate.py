@@ -9,6 +9,8 @@ its horizontal mirror) are built in; CAL's and PIM's views register beside them.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 import numpy as np
@@ -17,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DistributedSampler
 
+from gaze.atomic import atomic_path
 from gaze.engine.dist import all_gather_objects, is_distributed
 from gaze.engine.loop import autocast, move_to_device, unwrap_model
 from gaze.registries import registrar
@@ -162,6 +165,19 @@ def protocol_lines(scores: Mapping[str, Mapping[str, float]]) -> list[str]:
     """One summary line per protocol of :func:`protocol_scores`."""
     return [f"protocol {protocol!r}: top-1 {values['top1']:.2f}%, top-5 {values['top5']:.2f}%"
             f"{format_model_metrics(values)} on {values['num_samples']} images" for protocol, values in scores.items()]
+
+
+PROTOCOLS_JSON = "protocols.json"
+
+
+def report_protocols(model: nn.Module, loader: Iterable, device: torch.device, out_dir) -> list[str]:
+    """:func:`protocol_scores` of the split, written to ``<out_dir>/protocols.json`` when the
+    method reports any; returns their summary lines."""
+    scores = protocol_scores(model, loader, device)
+    if scores:
+        with atomic_path(Path(out_dir) / PROTOCOLS_JSON) as temporary:
+            temporary.write_text(json.dumps(scores, indent=2) + "\n")
+    return protocol_lines(scores)
 
 
 def _joined(key: str, values: list[Tensor]) -> np.ndarray:

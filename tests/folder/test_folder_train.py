@@ -89,3 +89,21 @@ def test_bad_attention_files_name_the_file_and_entry(tiny_gradia, tmp_path):
     (tmp_path / "reasonablity_val.json").write_text(json.dumps({"nope.jpg": "Reasonable Accurate"}))
     with pytest.raises(AnnotationFormatError, match=r"reasonablity_val\.json: 1 entry match no image .*'nope\.jpg'"):
         load_data(load_folder_config([f"--root={tiny_gradia}", f"--ratings={tmp_path / 'reasonablity_val.json'}"]))
+
+
+def test_cal_on_the_nycu_hw1_layout_writes_answer_txt_in_the_test_order(tmp_path):
+    from tests.data.test_layouts import make_hw1
+
+    make_hw1(tmp_path / "hw1", per_class=6, tests=5)
+    args = [f"--root={tmp_path / 'hw1'}", "--layout=nycu_hw1", "--transforms=hw1", "--model_type=cal",
+            f"--model_path={tmp_path / 'runs'}", "--input_size=48", "--batch_size=4", "--backbone=resnet18",
+            "--pretrain_path=None", "--end_epoch=1", "--num_attentions=4", "--val_fraction=0.34", "--cam_images=0",
+            f"--answer_path={tmp_path / 'submission' / 'answer.txt'}"]
+    assert folder_train.main(args) == 0
+    answer = (tmp_path / "submission" / "answer.txt").read_bytes().decode()
+    lines = answer.split("\n")
+    assert not answer.endswith("\n") and [line.split(" ")[0] for line in lines] == \
+        ["0004.jpg", "0003.jpg", "0002.jpg", "0001.jpg", "0000.jpg"]
+    assert {line.split(" ")[1] for line in lines} <= {"001.Black_footed_Albatross", "002.Laysan_Albatross"}
+    protocols = json.loads((tmp_path / "runs" / "cal" / "protocols.json").read_text())
+    assert list(protocols) == ["raw", "raw+crop", "cal_tta"]
