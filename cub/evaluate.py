@@ -41,8 +41,8 @@ from gaze.engine.evaluate import evaluate, format_model_metrics, protocol_lines,
 from gaze.engine.importers import import_checkpoint, load_model_checkpoint
 from gaze.engine.logging import report_logger
 from gaze.models import model_class
-from gaze.viz.attention import write_attention_evaluation
-from gaze.viz.panels import write_cam_panels
+from gaze.viz.attention import write_attention_evaluation, write_attention_visuals
+from gaze.viz.panels import first_batch, write_cam_panels
 from gaze.viz.reports import write_reports
 
 
@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     report = write_reports(results, out_dir, test_set.class_names)
     panels = panel_dataset(config)
     write_cam_panels(model, panels, config["cam_images"], out_dir / "cam")
+    if config["cam_images"] > 0:  # CAL / WS-DAN: their attention maps, crops and drops as infer.py draws them
+        write_attention_visuals(model, first_batch(panels, config["cam_images"]), out_dir / "attention_maps",
+                                panels.transform.mean, panels.transform.std)
     attention = ""
     if "attention_iou" in results["sample_metrics"]:  # GRADIA's files and overlays (A7-A8)
         attention = "; " + write_attention_evaluation(model, results, panels, out_dir, config["cam_images"], "test",

@@ -19,7 +19,6 @@ A killed run continues where it stopped when started again with the same config.
 
 from __future__ import annotations
 
-import json
 import sys
 
 from cub.experiment import (
@@ -29,15 +28,12 @@ from cub.experiment import (
     phase_loaders,
     run_dir,
 )
-from gaze.atomic import atomic_path
 from gaze.config import config_or_report
 from gaze.engine.dist import is_main_process
-from gaze.engine.evaluate import format_model_metrics, protocol_lines, protocol_scores
+from gaze.engine.evaluate import format_model_metrics, report_protocols
 from gaze.engine.fit import train_model
 from gaze.engine.logging import report_logger
 from gaze.viz.panels import write_cam_panels
-
-PROTOCOLS_JSON = "protocols.json"
 
 
 def selection(config: dict, summary: dict) -> str:
@@ -58,12 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = train_model(model, loaders, config, out_dir, per_phase)
     if is_main_process():
         write_cam_panels(model, panel_dataset(config), config["cam_images"], out_dir / "cam")
-        scores = protocol_scores(model, loaders["test"], next(model.parameters()).device)
-        if scores:  # the method's own protocols (CAL: raw, raw+crop, cal_tta), also in protocols.json
-            with atomic_path(out_dir / PROTOCOLS_JSON) as temporary:
-                temporary.write_text(json.dumps(scores, indent=2) + "\n")
-        for line in protocol_lines(scores):
-            report_logger().info(f"{config['model_type']} test, {line}")
+        for line in report_protocols(model, loaders["test"], next(model.parameters()).device, out_dir):
+            report_logger().info(f"{config['model_type']} test, {line}")  # CAL: raw, raw+crop, cal_tta
         test = summary["test"]
         report_logger().info(
             f"{config['model_type']} ({config['backbone']}, {config['input_size']} px): {selection(config, summary)}; "

@@ -33,7 +33,8 @@ from gaze.engine.evaluate import evaluate, report_protocols
 from gaze.engine.importers import import_checkpoint, load_model_checkpoint
 from gaze.engine.logging import report_logger
 from gaze.models import model_class
-from gaze.viz.attention import write_attention_evaluation
+from gaze.viz.attention import write_attention_evaluation, write_attention_visuals
+from gaze.viz.panels import first_batch
 from gaze.viz.reports import write_reports
 
 
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         line += ", " + write_attention_evaluation(model, results, test_set, out_dir, config["cam_images"], "test",
                                                    assessments)
     report_logger().info(f"{line} (protocol {results['protocol']!r}) -> {out_dir}")
+    if config["cam_images"] > 0:  # CAL / WS-DAN: their attention maps, crops and drops as infer.py draws them
+        write_attention_visuals(model, first_batch(test_set, config["cam_images"]), out_dir / "attention_maps",
+                                test_set.transform.mean, test_set.transform.std)
     for protocol_line in report_protocols(model, loader, device, out_dir):
         report_logger().info(f"{path}: test, {protocol_line}")
     answer = answer_file(model, {**config, "answer_path": config["answer_path"] or str(out_dir / "answer.txt")}, data, out_dir)

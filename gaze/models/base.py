@@ -144,6 +144,12 @@ class GazeModel(nn.Module):
         logits = [self.predict(view) for view in views]
         return sum(out["logits"] if isinstance(out, Mapping) else out for out in logits) / len(logits)
 
+    def attention_visuals(self, images: Tensor) -> dict[str, Tensor]:
+        """What evaluate.py draws of the model's own attention: ``'attention'`` (B,1,H,W) in [0, 1]
+        and augmented views of the images (``'crop'``, ``'drop'``: normalised like them); {}
+        for a model without attention maps (CAL / WS-DAN override this)."""
+        return {}
+
     def init_from(self, checkpoint: str | Path | dict) -> None:
         """Start from the weights of ``checkpoint`` (ours or a released format) of this model,
         through the one state-dict loader (strict: every key must fit)."""

@@ -341,6 +341,16 @@ class CAL(GazeModel):
             outputs["aux_top1"] = (torch.stack(effects).mean(0).argmax(1) == labels).float() * 100
         return outputs
 
+    @torch.no_grad()
+    def attention_visuals(self, images: Tensor) -> dict[str, Tensor]:
+        """The published visualisation map (B9: max over M, upsampled, sqrt(a / max)) and one
+        training-style crop and drop of each image (B5)."""
+        attentions = self.forward_all(images)["attentions"]
+        peak = upsampled(attentions.amax(dim=1, keepdim=True), images.shape[-2:])
+        heat = torch.sqrt(peak / peak.flatten(1).amax(1).clamp_min(SQRT_EPS).view(-1, 1, 1, 1))
+        crops, drops = attention_crop_drop(images, attentions)
+        return {"attention": heat, "crop": crops, "drop": drops}
+
     def predict(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         """The raw view: main logits and the effect branch's per-sample accuracy."""
         return self.predict_views(batch)

@@ -99,6 +99,45 @@ def write_attention_evaluation(model, results: Mapping, dataset, out_dir: str | 
     return line
 
 
+def published_heat(attention: np.ndarray) -> np.ndarray:
+    """CAL's colouring (B9): R = a, G = a if a < 0.5 else 1 - a, B = 1 - a, for a in [0, 1] -> (H, W, 3)."""
+    green = np.where(attention < 0.5, attention, 1.0 - attention)
+    return np.stack([attention, green, 1.0 - attention], axis=-1)
+
+
+def _pixels(images, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """(B, H, W, 3) floats in [0, 1] of normalised images."""
+    return denormalize(images, mean, std).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def write_attention_visuals(model, batch: Mapping, out_dir: str | os.PathLike, mean: Sequence[float] = IMAGENET_MEAN,
+                            std: Sequence[float] = IMAGENET_STD) -> list[Path]:
+    """The model's own attention as CAL's infer.py draws it: ``%03d_raw.jpg``, ``%03d_heat_atten.jpg``
+    (the heat blended 50/50 with the photo) and, where the model augments, ``%03d_crop.jpg`` and
+    ``%03d_drop.jpg``; nothing for a model without ``attention_visuals``."""
+    device = next(model.parameters()).device
+    images = batch["image"].to(device)
+    was_training = model.training
+    model.eval()
+    visuals = model.attention_visuals(images)
+    model.train(was_training)
+    if not visuals:
+        return []
+    pictures = _pixels(images, mean, std)
+    written = []
+    for k, picture in enumerate(pictures):
+        written.append(save_image(Path(out_dir) / f"{k:03d}_raw.jpg", (picture * 255).round().astype(np.uint8)))
+        if "attention" in visuals:
+            heat = published_heat(visuals["attention"][k, 0].cpu().numpy())
+            written.append(save_image(Path(out_dir) / f"{k:03d}_heat_atten.jpg",
+                                      ((0.5 * picture + 0.5 * heat) * 255).round().astype(np.uint8)))
+        for name in ("crop", "drop"):
+            if name in visuals:
+                view = _pixels(visuals[name][k:k + 1], mean, std)[0]
+                written.append(save_image(Path(out_dir) / f"{k:03d}_{name}.jpg", (view * 255).round().astype(np.uint8)))
+    return written
+
+
 def bone_overlay(picture: np.ndarray, cam: np.ndarray) -> np.ndarray:
     """A8: BONE(cam) in [0, 1] times the photo, divided by its max -> uint8 (H, W, 3)."""
     coloured = colormaps["bone"](cam)[..., :3]  # (H,W,3) in [0, 1]

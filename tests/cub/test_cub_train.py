@@ -417,5 +417,6 @@ def test_cal_trains_reports_its_protocols_and_resumes_exactly_centres_included(t
     config = json.loads((tmp_path / "straight" / "config.json").read_text())
     assert (config["optimizer"], config["init_lr"], config["lr_schedule"]) == ("sgd", 1e-3, "cal_exponential")
     assert cub_evaluate.main(common_args(tiny_cub, tmp_path, "straight", *base, "--eval_protocol=cal_tta",
-                                         f"--eval_dir={tmp_path / 'eval'}")) == 0
+                                         "--cam_images=2", f"--eval_dir={tmp_path / 'eval'}")) == 0
     assert json.loads((tmp_path / "eval" / "classification_report.json").read_text())["num_samples"] == 18
+    assert len(list((tmp_path / "eval" / "attention_maps").glob("*_heat_atten.jpg"))) == 2

@@ -38,3 +38,23 @@ def test_bone_overlay_multiplies_the_colour_map_into_the_photo():
     expected = (255 * blended / blended.max()).round().astype(np.uint8)
     np.testing.assert_array_equal(bone_overlay(picture, cam), expected)
     assert bone_overlay(picture, cam).max() == 255
+
+
+def test_cal_visuals_use_the_published_colouring_and_write_four_files_per_image(tmp_path):
+    import torch
+
+    from gaze.models import create_model
+    from gaze.viz.attention import published_heat, write_attention_visuals
+
+    heat = published_heat(np.array([[0.0, 0.25], [0.5, 1.0]]))
+    np.testing.assert_allclose(heat[0, 1], [0.25, 0.25, 0.75])  # R = a, G = a (< 0.5), B = 1 - a
+    np.testing.assert_allclose(heat[1, 0], [0.5, 0.5, 0.5])     # G = 1 - a from 0.5 on
+    np.testing.assert_allclose(heat[1, 1], [1.0, 0.0, 0.0])
+    torch.manual_seed(0)
+    batch = {"image": torch.randn(2, 3, 64, 64)}
+    cal = create_model("cal", num_classes=3, backbone="resnet18", input_size=64, num_attentions=4)
+    written = write_attention_visuals(cal, batch, tmp_path / "cal")
+    assert sorted(p.name for p in written) == sorted(f"{k:03d}_{n}.jpg" for k in range(2)
+                                                     for n in ("raw", "heat_atten", "crop", "drop"))
+    baseline = create_model("baseline", num_classes=3, backbone="resnet18", input_size=64)
+    assert write_attention_visuals(baseline, batch, tmp_path / "baseline") == []
