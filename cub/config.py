@@ -80,6 +80,7 @@ model_path = 'runs/cub'       # run directory = model_path/model_name (published
 model_name = None             # None: '<model_type>_demo' (+ '_published' with protocol='published'), e.g. runs/cub/gat_demo; published: 'gat'
 device = 'auto'               # 'auto' (cuda > mps > cpu) | 'cpu' | 'cuda' | 'cuda:1' | 'mps'
 dist_timeout_minutes = 10.0    # torchrun: a rank waits this long for the others, then the run stops naming the ranks that froze
+sync_bn = False               # torchrun on CUDA: BatchNorm statistics over all processes (SyncBatchNorm; CAL's recipe)
 seed = 1142                   # published: 1142
 resume = True                 # True: continue from <run>/ckpt_last.pt when present (same result as one run); False: start afresh, moving a previous run in the folder to <run>.previous-<time>
 log_interval = 20             # steps between log lines when not on a terminal

@@ -88,6 +88,7 @@ model_path = 'runs/cxr'       # run directory = model_path/model_name (HAFC: che
 model_name = None             # None: '<model>_<split>_rseed<rseed>' (+ '_published' with protocol='published')
 device = 'auto'               # 'auto' (cuda > mps > cpu) | 'cpu' | 'cuda' | 'mps'
 dist_timeout_minutes = 10.0    # torchrun: a rank waits this long for the others, then the run stops naming the ranks that froze
+sync_bn = False               # torchrun on CUDA: BatchNorm statistics over all processes (SyncBatchNorm; CAL's recipe)
 seed = 1                      # torch/NumPy/random seed (HAFC: = rseed)
 resume = True                 # True: continue each fold from its ckpt_last.pt (same result as one run); False: start afresh, moving a fold's previous run to fold<k>.previous-<time>
 log_interval = 20

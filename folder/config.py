@@ -63,6 +63,7 @@ model_path = 'runs/folder'    # run directory = model_path/model_name
 model_name = None             # None: '<model_type>' (+ '_published' with protocol='published')
 device = 'auto'               # 'auto' (cuda > mps > cpu) | 'cpu' | 'cuda' | 'mps'
 dist_timeout_minutes = 10.0   # torchrun: a rank waits this long for the others
+sync_bn = False               # torchrun on CUDA: BatchNorm statistics over all processes (SyncBatchNorm; CAL's recipe)
 seed = 0
 resume = True                 # True: continue from <run>/<phase>/ckpt_last.pt (same result as one run); False: start afresh, moving a previous run aside
 log_interval = 20

@@ -117,6 +117,7 @@ ENGINE_DEFAULTS = {
     "deterministic": False,      # torch.use_deterministic_algorithms (slower on GPU)
     "channels_last": True,       # convolution weights in channels-last memory layout (a GAT step on CPU: 2.1x faster)
     "find_unused_parameters": False,  # DDP: set for models with branches unused in a step
+    "sync_bn": False,            # DDP on CUDA: BatchNorm statistics over all processes (SyncBatchNorm; CAL's recipe)
     "dist_timeout_minutes": 10.0,  # DDP: a rank waits this long for the others, then names the missing ranks
     "write_reports": True,       # classification reports of the best model at the end
     "class_names": None,         # names for reports; None: the dataset's `class_names` if any
@@ -404,7 +405,13 @@ def _check_config(config: Mapping) -> None:
 
 
 def _training_module(model: nn.Module, device: torch.device, info: DistInfo, config: Mapping) -> nn.Module:
-    """:class:`LossForward` around the model, DDP-wrapped when several processes run."""
+    """:class:`LossForward` around the model, DDP-wrapped when several processes run (its
+    BatchNorm layers made SyncBatchNorm first with ``sync_bn`` on CUDA)."""
+    if info.distributed and config["sync_bn"]:
+        if device.type == "cuda":
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place below the root; same parameter names
+        else:
+            get_logger().warning(f"sync_bn=True needs CUDA: BatchNorm stays per process on {device.type}")
     module = LossForward(model)
     if not info.distributed:
         return module
