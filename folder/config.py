@@ -21,6 +21,13 @@ backbone = 'tf_efficientnet_lite0'  # any timm name; GRADIA: 'resnet50'
 pretrain_path = 'package:efficientnet-lite0'  # ImageNet weights, a local file or package alias; None = random init
 init_from = None              # start from this checkpoint (ours or a released format) of the same model; a resumed run continues from its own checkpoint
 dropout = None                # head dropout; None: the method's (GRADIA: none)
+fpn_size = None               # PIM: FPN width F; None: 512 (published: 1536 for Swin-L)
+num_selects = None            # PIM: tokens kept per stage, e.g. [2048, 512, 128, 32] (Swin-L 384); None: the published fractions of each stage's tokens
+fpn_upsample = None           # PIM: 'bilinear' (CNNs, published for ResNet/EfficientNet) | 'conv' (token-axis Conv1d: Swin, ViT); None: 'bilinear'
+lambda_b = 0.5                # PIM loss weights (published 0.5 / 0 / 5 / 1): token-mean CE of every stage,
+lambda_s = 0.0                #   CE of the selected tokens,
+lambda_n = 5.0                #   MSE(tanh(dropped logits), -1),
+lambda_c = 1.0                #   CE of the combiner
 num_attentions = 32           # CAL / WS-DAN: attention maps M (published 32; HW1: 16)
 beta = 0.05                   # CAL / WS-DAN: centre update rate
 output_stride = None          # CAL / WS-DAN: backbone output stride; None: 16

@@ -90,6 +90,33 @@ def cal_exponential(step: int, span: ScheduleSpan) -> float:
     return 0.9 ** (step / span.steps_per_epoch / 2)
 
 
+def _pim_law(step: int, span: ScheduleSpan, cosine_length: int) -> float:
+    """PIM's per-iteration law (cub_pim.md §3.5): a linear ramp over the warm-up steps, then
+    ``(1 + cos(pi t / cosine_length)) / 2`` with t counted after the warm-up (its 1e-9 start
+    and 1e-12 floor taken as 0: below 1e-9 of any lr)."""
+    if step < span.warmup_steps:
+        return step / span.warmup_steps
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - span.warmup_steps, cosine_length) / max(cosine_length, 1)))
+
+
+@register_schedule("pim")
+def pim(step: int, span: ScheduleSpan) -> float:
+    """PIM's warm-up + cosine with the cosine over the T - W steps after the warm-up: the lr
+    reaches 0 at the last step (the corrected law)."""
+    return _pim_law(step, span, span.steps_per_epoch * span.total_epochs - span.warmup_steps)
+
+
+@register_schedule("pim_published")
+def pim_published(step: int, span: ScheduleSpan) -> float:
+    """PIM's law as published: the cosine divides by the whole length T, so it ends at
+    (1 + cos(pi (T - W) / T)) / 2 of the lr (about 2.2e-6 of 5e-4 on CUB: 375 steps a
+    epoch, 50 epochs, 800 warm-up steps)."""
+    return _pim_law(step, span, span.steps_per_epoch * span.total_epochs)
+
+
+pim.handles_warmup = pim_published.handles_warmup = True  # their own ramp: lr_factor adds none
+
+
 @register_schedule("plateau")
 def plateau(step: int, span: ScheduleSpan) -> float:
     """1 per step: ReduceLROnPlateau changes the lr per epoch (see :func:`build_plateau`)."""
@@ -101,8 +128,9 @@ def lr_factor(step: int, schedule: str, span: ScheduleSpan) -> float:
     ``(step + 1) / warmup_steps`` during the warm-up."""
     if schedule not in SCHEDULES:
         raise ValueError(f"config key 'lr_schedule': expected one of {', '.join(sorted(SCHEDULES))}, got {schedule!r}")
-    factor = SCHEDULES[schedule](step, span)
-    if step < span.warmup_steps:
+    law = SCHEDULES[schedule]
+    factor = law(step, span)
+    if step < span.warmup_steps and not getattr(law, "handles_warmup", False):
         factor *= (step + 1) / span.warmup_steps
     return factor
 

@@ -1,0 +1,97 @@
+"""gaze.models.pim (PIM) against independent computations; PIM's learning-rate laws."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gaze.engine.optim import ScheduleSpan, lr_factor
+from gaze.models import create_model
+from gaze.models.pim import Combiner
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize("backbone, upsample", [("resnet18", "bilinear"), ("resnet18", "conv"),
+                                                ("tf_efficientnet_lite0", "bilinear")])
+def test_shapes_of_every_head(backbone, upsample):
+    torch.manual_seed(0)
+    model = create_model("pim", num_classes=5, backbone=backbone, input_size=64, fpn_size=32, fpn_upsample=upsample,
+                         num_selects=[32, 8, 4, 1]).eval()
+    outputs = model.forward_all(torch.randn(2, 3, 64, 64))
+    tokens = [h * w for h, w in model.grids]
+    assert tokens == [256, 64, 16, 4]
+    for l, (count, selected) in enumerate(zip(tokens, [32, 8, 4, 1]), 1):
+        assert outputs[f"layer{l}"].shape == (2, count, 5)
+        assert outputs[f"select_layer{l}"].shape == (2, selected, 5)
+        assert outputs[f"drop_layer{l}"].shape == (2, count - selected, 5)
+    assert outputs["comb_outs"].shape == (2, 5) and model.combiner.adj1.shape == (45 // 32, 45 // 32)
+
+
+def test_the_selector_keeps_the_most_confident_tokens():
+    torch.manual_seed(0)
+    model = create_model("pim", num_classes=3, backbone="resnet18", input_size=64, fpn_size=16,
+                         num_selects=[5, 3, 2, 1]).eval()
+    with torch.no_grad():
+        outputs = model.forward_all(torch.randn(1, 3, 64, 64))
+    logits = outputs["layer2"][0]  # (64, 3)
+    confidence = logits.softmax(-1).amax(-1)
+    ranking = sorted(range(len(confidence)), key=lambda i: -float(confidence[i]))  # by hand
+    torch.testing.assert_close(outputs["select_layer2"][0], logits[ranking[:3]])
+    torch.testing.assert_close(outputs["drop_layer2"][0], logits[ranking[3:]])
+
+
+def test_the_combiner_is_its_formula():
+    torch.manual_seed(0)
+    combiner = Combiner(tokens=64, features=8, num_classes=3).eval()
+    with torch.no_grad():
+        combiner.alpha1.fill_(0.7)
+        selections = torch.randn(2, 64, 8)
+        hs = selections.transpose(1, 2) @ combiner.param_pool0.weight.T + combiner.param_pool0.bias  # (B,8,J=2)
+        q = (torch.einsum("oc,bcj->boj", combiner.conv_q1.weight[:, :, 0], hs) + combiner.conv_q1.bias[:, None]).mean(1)
+        k = (torch.einsum("oc,bcj->boj", combiner.conv_k1.weight[:, :, 0], hs) + combiner.conv_k1.bias[:, None]).mean(1)
+        adjacency = combiner.adj1 + 0.7 * torch.tanh(q[:, :, None] - k[:, None, :])
+        mixed = (torch.einsum("oc,bcj->boj", combiner.conv1.weight[:, :, 0], hs) + combiner.conv1.bias[:, None]) @ adjacency
+        bn = combiner.batch_norm1
+        mixed = (mixed - bn.running_mean[:, None]) / torch.sqrt(bn.running_var[:, None] + bn.eps) * bn.weight[:, None] \
+            + bn.bias[:, None]
+        pooled = (mixed @ combiner.param_pool1.weight.T + combiner.param_pool1.bias)[..., 0]
+        expected = pooled @ combiner.classifier.weight.T + combiner.classifier.bias
+        torch.testing.assert_close(combiner(selections), expected, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(combiner.adj1, torch.eye(2) / 100 + 0.01)
+
+
+def test_the_loss_is_the_weighted_hand_sum():
+    torch.manual_seed(0)
+    model = create_model("pim", num_classes=3, backbone="resnet18", input_size=64, fpn_size=16,
+                         num_selects=[5, 3, 2, 1], lambda_s=0.25).train()
+    batch = {"image": torch.randn(2, 3, 64, 64), "label": torch.tensor([0, 2])}
+    torch.manual_seed(1)
+    parts = model.loss(batch)
+    torch.manual_seed(1)
+    outputs = model.forward_all(batch["image"])
+    labels = batch["label"]
+    layers = sum(F.cross_entropy(outputs[f"layer{l}"].mean(1), labels) for l in range(1, 5))
+    selected = sum(F.cross_entropy(outputs[f"select_layer{l}"].reshape(-1, 3),
+                                   labels.repeat_interleave(outputs[f"select_layer{l}"].shape[1])) for l in range(1, 5))
+    dropped = sum(((torch.tanh(outputs[f"drop_layer{l}"]) + 1) ** 2).mean() for l in range(1, 5))
+    combiner = F.cross_entropy(outputs["comb_outs"], labels)
+    expected = 0.5 * layers + 0.25 * selected + 5.0 * dropped + combiner
+    torch.testing.assert_close(parts["loss"], expected, rtol=1e-4, atol=1e-5)
+    parts["loss"].backward()
+    assert model.combiner.param_pool0.weight.grad.abs().sum() > 0
+
+
+def test_both_pim_lr_laws_at_zero_the_warm_up_end_and_the_end():
+    span = ScheduleSpan(steps_per_epoch=375, total_epochs=50, warmup_steps=800)
+    total = 375 * 50
+    for law in ("pim", "pim_published"):
+        assert lr_factor(0, law, span) == 0.0 and lr_factor(400, law, span) == pytest.approx(0.5)
+        assert lr_factor(800, law, span) == pytest.approx(1.0)
+    assert lr_factor(total, "pim", span) == pytest.approx(0.0, abs=1e-12)  # the corrected law reaches 0
+    published_end = 0.5 * (1 + math.cos(math.pi * (total - 800) / total))
+    assert lr_factor(total, "pim_published", span) == pytest.approx(published_end)
+    assert 5e-4 * published_end == pytest.approx(2.2e-6, rel=0.05)  # §3.5: ~2.2e-6 on CUB
