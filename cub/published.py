@@ -37,6 +37,10 @@ PUBLISHED: dict[str, dict[str, tuple[object, str]]] = {
         "eval_protocol": ("raw+crop", "(raw + crop at theta 0.1, padding 0.05) / 2 on the test split each epoch "
                                       "(WS-DAN.PyTorch eval, gradia_cal.md B12)"),
     },
+    "pim": {
+        "optimizer": ("sgd", "SGD with Nesterov momentum 0.9 (main.py, cub_pim.md §3.5)"),
+        "init_lr": (5e-4, "max_lr 5e-4 (configs/CUB200_SwinT.yaml, cub_pim.md §3.1)"),
+    },
     "gradia": {
         "init_lr": (1e-4, "Adam lr 1e-4 in both phases (GRADIA.py, gradia_cal.md A5-A6)"),
     },

@@ -477,6 +477,11 @@ def _resume(run: Run, model: nn.Module, training: Training, plateau=None) -> Run
     """Restore model, optimizer, schedulers and scaler from ckpt_last.pt; return the loop state."""
     path = run.run_dir / CKPT_LAST
     checkpoint = load_checkpoint(path, model)
+    saved = str(checkpoint["config"].get("optimizer", run.config["optimizer"])).lower()
+    if saved != str(run.config["optimizer"]).lower():
+        raise ValueError(f"{path}: this run was trained with optimizer={saved!r}, the config says "
+                         f"{run.config['optimizer']!r}; its state cannot continue another optimizer: give a new "
+                         "model_name, or resume=False to start afresh (the old run is kept aside)")
     training.optimizer.load_state_dict(checkpoint["optimizer"])
     training.scheduler.load_state_dict(checkpoint["scheduler"])
     if plateau is not None and checkpoint.get("plateau"):

@@ -371,3 +371,10 @@ def test_selection_on_a_metric_the_model_reports(tmp_path):
     assert summary["eval_protocol"] == "single"
     with pytest.raises(ValueError, match="'nope' is not reported .* \\(reported: .*confidence"):
         fit(ConfidenceNet(), make_loaders(), make_config(end_epoch=1, select_metric="nope"), tmp_path / "bad")
+
+
+def test_resuming_with_another_optimizer_is_a_clear_error(tmp_path):
+    """Resuming an SGD run with optimizer='adam' died in torch's Adam.__setstate__ (KeyError: 'step')."""
+    run_fit(tmp_path / "run", end_epoch=1, optimizer="sgd")
+    with pytest.raises(ValueError, match=r"trained with optimizer='sgd', the config says 'adam'"):
+        run_fit(tmp_path / "run", end_epoch=2, optimizer="adam")
