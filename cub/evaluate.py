@@ -66,12 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(config["device"])
     model.to(device).eval()
     root = data_root(config)
-    test_set = build_dataset(config, root, "test", with_gaze=needs_gaze(config, "test"), human=human_attention(config, root))
+    human = human_attention(config, root)
+    test_set = build_dataset(config, root, "test", with_gaze=needs_gaze(config, "test"), human=human)
     loader = DataLoader(test_set, batch_size=config["batch_size"], num_workers=config["workers"])
     results = evaluate(model, loader, device, protocol=config["eval_protocol"])
     out_dir = resolve_path(config["eval_dir"]) if config["eval_dir"] else checkpoint_path.parent / "evaluation"
     report = write_reports(results, out_dir, test_set.class_names)
-    panels = panel_dataset(config)
+    panels = panel_dataset(config, human)
     write_cam_panels(model, panels, config["cam_images"], out_dir / "cam")
     if config["cam_images"] > 0:  # CAL / WS-DAN: their attention maps, crops and drops as infer.py draws them
         write_attention_visuals(model, first_batch(panels, config["cam_images"]), out_dir / "attention_maps",

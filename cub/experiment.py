@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from cub.dataset import CUBDataset, image_files
 from cub.published import PUBLISHED
-from gaze.attention.annotations import ATTENTION_SAMPLES, check_known_images, read_assessments
+from gaze.attention.annotations import ATTENTION_SAMPLES
 from gaze.config import (
     PUBLISHED_SUFFIX,
     ConfigError,
@@ -30,9 +30,10 @@ from gaze.config import (
 from gaze.config import resolve_path as shared_resolve_path
 from gaze.data.human_attention import (
     HumanAttention,
+    configured_human_attention,
     file_name_aliases,
-    load_human_attention,
     phase_two_split,
+    read_verdicts,
     write_phase_two_train,
 )
 from gaze.data.transforms import build_full_resolution_transforms, build_transforms
@@ -127,26 +128,23 @@ def resize_size(config: dict[str, Any]) -> int | None:
     return None if ratio is None else round(config["input_size"] / ratio)
 
 
-def human_attention(config: dict[str, Any], root: Path) -> HumanAttention | None:
-    """GRADIA's drawn masks (``masks_dir``) and ratings (keyed by image id or file name), or
-    None when the config names neither and every masked image is weighted alike."""
-    if config["ratings"] is None and config["masks_dir"] is None and config["attention_samples"] == "all":
-        return None
+def image_aliases(root: Path) -> tuple[list[str], dict[str, str]]:
+    """(every images.txt id, {image file name: id}): ratings and assessments may key images either way."""
     files = image_files(root)
-    aliases = file_name_aliases(files, files.values())
-    return load_human_attention(list(files), resolve_path(config["ratings"]), resolve_path(config["masks_dir"]),
-                                config["attention_samples"], config["gaze_threshold"], aliases)
+    return list(files), file_name_aliases(files, files.values())
+
+
+def human_attention(config: dict[str, Any], root: Path) -> HumanAttention | None:
+    """GRADIA's drawn masks (``masks_dir``) and ratings (keyed by image id or file name), or None
+    (``gaze.data.human_attention.configured_human_attention``)."""
+    return configured_human_attention(config, lambda: image_aliases(root), resolve_path)
 
 
 def assessments(config: dict[str, Any], root: Path) -> dict[str, bool] | None:
     """{image id: judged unreasonable} of the ``assessments`` file (keys: ids or file names), or None."""
     if config["assessments"] is None:
         return None
-    files = image_files(root)
-    aliases = file_name_aliases(files, files.values())
-    verdicts = {aliases.get(key, key): bad for key, bad in read_assessments(resolve_path(config["assessments"])).items()}
-    check_known_images(verdicts, files, config["assessments"])
-    return verdicts
+    return read_verdicts(resolve_path(config["assessments"]), *image_aliases(root))
 
 
 def build_dataset(config: dict[str, Any], root: Path, split: str, with_gaze: bool,
@@ -267,7 +265,7 @@ def run_dir(config: dict[str, Any]) -> Path:
     return resolve_path(config["model_path"]) / config["model_name"]
 
 
-def panel_dataset(config: dict[str, Any]) -> CUBDataset:
-    """The test split with its attention maps (and drawn masks), for the Grad-CAM panels (``gaze.viz.panels``)."""
-    root = data_root(config)
-    return build_dataset(config, root, "test", with_gaze=True, human=human_attention(config, root))
+def panel_dataset(config: dict[str, Any], human: HumanAttention | None = None) -> CUBDataset:
+    """The test split with its attention maps (and the drawn masks of ``human``), for the
+    Grad-CAM panels (``gaze.viz.panels``)."""
+    return build_dataset(config, data_root(config), "test", with_gaze=True, human=human)

@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(config)
     summary = train_model(model, loaders, config, out_dir, per_phase)
     if is_main_process():
-        write_cam_panels(model, panel_dataset(config), config["cam_images"], out_dir / "cam")
+        write_cam_panels(model, panel_dataset(config, loaders["test"].dataset.human), config["cam_images"],
+                         out_dir / "cam")
         for line in report_protocols(model, loaders["test"], next(model.parameters()).device, out_dir):
             report_logger().info(f"{config['model_type']} test, {line}")  # CAL: raw, raw+crop, cal_tta
         test = summary["test"]

@@ -19,8 +19,6 @@ from cxr.dataset import Catalogue, CXREyeDataset, load_catalogue
 from cxr.published import PUBLISHED
 from gaze.attention.annotations import (
     ATTENTION_SAMPLES,
-    check_known_images,
-    read_assessments,
 )
 from gaze.config import (
     PUBLISHED_SUFFIX,
@@ -35,9 +33,10 @@ from gaze.config import (
 from gaze.config import resolve_path as shared_resolve_path
 from gaze.data.human_attention import (
     HumanAttention,
+    configured_human_attention,
     file_name_aliases,
-    load_human_attention,
     phase_two_split,
+    read_verdicts,
     write_phase_two_train,
 )
 from gaze.data.patient_splits import (
@@ -222,23 +221,17 @@ def image_aliases(catalogue: Catalogue) -> dict[str, str]:
 
 
 def human_attention(config: dict[str, Any], catalogue: Catalogue) -> HumanAttention | None:
-    """GRADIA's drawn masks (``masks_dir``) and ratings, or None when the config names neither
-    and every image's gaze mask is weighted alike."""
-    if config["ratings"] is None and config["masks_dir"] is None and config["attention_samples"] == "all":
-        return None
-    return load_human_attention(list(catalogue.frame["dicom_id"]), resolve_path(config["ratings"]),
-                                resolve_path(config["masks_dir"]), config["attention_samples"],
-                                config["gaze_threshold"], image_aliases(catalogue))
+    """GRADIA's drawn masks (``masks_dir``) and ratings, or None
+    (``gaze.data.human_attention.configured_human_attention``)."""
+    return configured_human_attention(config, lambda: (list(catalogue.frame["dicom_id"]), image_aliases(catalogue)),
+                                      resolve_path)
 
 
 def assessments(config: dict[str, Any], catalogue: Catalogue) -> dict[str, bool] | None:
     """{dicom_id: judged unreasonable} of the ``assessments`` file (keys: dicom_ids or file names), or None."""
     if config["assessments"] is None:
         return None
-    aliases = image_aliases(catalogue)
-    verdicts = {aliases.get(key, key): bad for key, bad in read_assessments(resolve_path(config["assessments"])).items()}
-    check_known_images(verdicts, set(catalogue.frame["dicom_id"]), config["assessments"])
-    return verdicts
+    return read_verdicts(resolve_path(config["assessments"]), set(catalogue.frame["dicom_id"]), image_aliases(catalogue))
 
 
 def build_dataset(config: dict[str, Any], catalogue: Catalogue, rows, split: str, with_gaze: bool,

@@ -22,7 +22,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Collection, Iterable, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,7 @@ from gaze.attention.annotations import (
     check_known_images,
     image_key,
     mask_from_gaze,
+    read_assessments,
     read_mask_pngs,
     read_reasonability,
     sample_weights,
@@ -101,6 +102,34 @@ def read_ratings(path: str | os.PathLike, ids: Collection[str], aliases: Mapping
     ratings = {aliases.get(key, key): code for key, code in read_reasonability(path).items()}
     check_known_images(ratings, ids, str(path))
     return ratings
+
+
+def read_verdicts(path: str | os.PathLike, ids: Collection[str], aliases: Mapping[str, str] | None = None
+                  ) -> dict[str, bool]:
+    """``{id: judged unreasonable}`` of an assessment file (``read_assessments``' two forms),
+    keys as item ids or, through ``aliases``, image file names.
+
+    Raises:
+        gaze.attention.annotations.AnnotationFormatError: a key that names no image of the dataset.
+    """
+    aliases = aliases or {}
+    verdicts = {aliases.get(key, key): bad for key, bad in read_assessments(path).items()}
+    check_known_images(verdicts, ids, str(path))
+    return verdicts
+
+
+def configured_human_attention(config: Mapping[str, Any],
+                               index: Callable[[], tuple[Sequence[str], Mapping[str, str]]],
+                               resolve: Callable[[str | None], Path | None]) -> HumanAttention | None:
+    """The tree keys ``ratings``, ``masks_dir``, ``attention_samples``, ``gaze_threshold`` as a
+    :class:`HumanAttention` (paths through the tree's ``resolve``; ``index()`` gives the dataset's
+    ids and {file name: id}, read only when needed), or None when the config names neither file
+    and every masked image is weighted alike (``attention_samples='all'``)."""
+    if config["ratings"] is None and config["masks_dir"] is None and config["attention_samples"] == "all":
+        return None
+    ids, aliases = index()
+    return load_human_attention(ids, resolve(config["ratings"]), resolve(config["masks_dir"]),
+                                config["attention_samples"], config["gaze_threshold"], aliases)
 
 
 def load_human_attention(

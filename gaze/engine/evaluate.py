@@ -47,6 +47,9 @@ def single_view(model: nn.Module, batch: dict) -> Tensor | dict:
     return model.predict(batch)
 
 
+register_protocol("raw")(single_view)  # CAL's name for the same view
+
+
 @register_protocol("flip")
 def flip_views(model: nn.Module, batch: dict) -> Tensor | dict:
     """The mean logits of the view and its horizontal mirror (gaze and mask mirrored with it)."""
@@ -56,12 +59,6 @@ def flip_views(model: nn.Module, batch: dict) -> Tensor | dict:
 #: The published CAL/WS-DAN validation crop (gradia_cal.md B8) and infer.py's three (B9): (theta, padding).
 VALIDATION_CROP = (0.1, 0.05)
 TTA_CROPS = ((0.3, 0.1), (0.2, 0.1), (0.1, 0.05))
-
-
-@register_protocol("raw")
-def raw_view(model: nn.Module, batch: dict) -> Tensor | dict:
-    """The raw image alone (CAL's name for 'single')."""
-    return model.predict(batch)
 
 
 @register_protocol("raw+crop")
