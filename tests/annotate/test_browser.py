@@ -19,12 +19,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cub import train as cub_train
 from gaze.annotate.app import create_app
 from gaze.annotate.cli import files_folder
 from gaze.annotate.cli import main as annotate_main
 from gaze.annotate.store import Store
-from gaze.synthetic.cub import make_synthetic_cub
+from tests.annotate.helpers import tiny_gradia_study
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 REQUIRED = os.environ.get("GAZE_REQUIRE_BROWSER") == "1"
@@ -54,13 +53,7 @@ def browser(tmp_path: Path):
 @pytest.fixture(scope="module")
 def prepared_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("study")
-    root = base / "data" / "synthetic_cub"
-    make_synthetic_cub(root, num_classes=3, train_per_class=10, test_per_class=4, image_size=(150, 200), num_runs=2)
-    args = [f"--root={root}", "--num_classes=3", "--input_size=64", "--batch_size=8", f"--model_path={base}",
-            "--model_name=gradia", "--cam_images=0", "--val_fraction=0.2", "--model_type=gradia",
-            "--backbone=resnet18", "--pretrain_path=None", "--end_epoch=2"]
-    assert cub_train.main(args) == 0
-    assert annotate_main(["--run", str(base / "gradia"), "--prepare-only"]) == 0
+    tiny_gradia_study(base, image_size=(150, 200))
     return base / "gradia" / "annotations" / "annotations.sqlite"
 
 

@@ -13,21 +13,15 @@ from gaze.annotate.app import create_app
 from gaze.annotate.cli import files_folder
 from gaze.annotate.cli import main as annotate_main
 from gaze.annotate.store import Store
-from gaze.synthetic.cub import make_synthetic_cub
+from tests.annotate.helpers import tiny_gradia_study
 from tests.annotate.test_app import png_url, token_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_ratings_and_masks_from_the_app_feed_cub_phase_two(tmp_path):
-    root = tmp_path / "data" / "synthetic_cub"
-    make_synthetic_cub(root, num_classes=3, train_per_class=10, test_per_class=4, image_size=(64, 96), num_runs=2)
-    args = [f"--root={root}", "--num_classes=3", "--input_size=64", "--batch_size=8", f"--model_path={tmp_path}",
-            "--model_name=gradia", "--cam_images=0", "--val_fraction=0.2", "--model_type=gradia",
-            "--backbone=resnet18", "--pretrain_path=None", "--end_epoch=2"]
-    assert cub_train.main(args) == 0
+    args = tiny_gradia_study(tmp_path)
     run = tmp_path / "gradia"
-    assert annotate_main(["--run", str(run), "--prepare-only"]) == 0
     db = run / "annotations" / "annotations.sqlite"
     store = Store(db)
     items = store.items()
