@@ -12,6 +12,8 @@ best epoch chosen on a validation split carved from the training images, evaluat
 test split with it, and writes everything to <model_path>/<model_name>: config.json,
 metrics.csv, ckpt_last.pt / ckpt_best.pt, training_curves.png, classification_report.json,
 predictions.csv, confusion_matrix.png and Grad-CAM panels beside the human attention.
+A multi-head model (PIM) also prints every head's validation and test accuracy and the head
+chosen on VALIDATION, and writes eval_results.txt (PIM's layout) and heads.json.
 GRADIA runs phase1/ and phase2/ in the run folder; with ratings, phase 2 trains on the
 training images plus the rated validation images (p2_train.csv) and selects on the rest.
 A killed run continues where it stopped when started again with the same config.
@@ -20,6 +22,7 @@ A killed run continues where it stopped when started again with the same config.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from cub.experiment import (
     build_model,
@@ -32,6 +35,7 @@ from gaze.config import config_or_report
 from gaze.engine.dist import is_main_process
 from gaze.engine.evaluate import format_model_metrics, report_protocols
 from gaze.engine.fit import train_model
+from gaze.engine.heads import report_heads
 from gaze.engine.logging import report_logger
 from gaze.viz.panels import write_cam_panels
 
@@ -57,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                          out_dir / "cam")
         for line in report_protocols(model, loaders["test"], next(model.parameters()).device, out_dir):
             report_logger().info(f"{config['model_type']} test, {line}")  # CAL: raw, raw+crop, cal_tta
+        for line in report_heads(summary["test"], summary["val"], out_dir, Path(config["model_path"]).name,
+                                 config["model_name"]):
+            report_logger().info(f"{config['model_type']} {line}")  # PIM: layer1-4, combiner, highest-k
         test = summary["test"]
         report_logger().info(
             f"{config['model_type']} ({config['backbone']}, {config['input_size']} px): {selection(config, summary)}; "

@@ -17,12 +17,14 @@ misclassified.json, IOU.json) and <run>/cam/ Grad-CAM panels beside the human ma
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from folder.experiment import answer_file, build_model, load_data, load_folder_config, phase_loaders, run_dir
 from gaze.config import config_or_report
 from gaze.engine.dist import is_main_process
 from gaze.engine.evaluate import format_model_metrics, report_protocols
 from gaze.engine.fit import train_model
+from gaze.engine.heads import report_heads
 from gaze.engine.logging import report_logger
 from gaze.viz.panels import write_cam_panels
 
@@ -41,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
             write_cam_panels(model, loaders["test"].dataset, config["cam_images"], out_dir / "cam")
         for line in report_protocols(model, loaders["test"], next(model.parameters()).device, out_dir):
             report_logger().info(f"{config['model_type']} test, {line}")  # CAL: raw, raw+crop, cal_tta
+        for line in report_heads(summary["test"], summary["val"], out_dir, Path(config["model_path"]).name,
+                                 config["model_name"]):
+            report_logger().info(f"{config['model_type']} {line}")  # PIM: layer1-4, combiner, highest-k
         answer = answer_file(model, config, data, out_dir)
         if answer is not None:
             report_logger().info(f"answer.txt for the {len(data.unlabelled)} unlabelled test images -> {answer}")

@@ -21,6 +21,7 @@ from torch.utils.data import DistributedSampler
 
 from gaze.atomic import atomic_path
 from gaze.engine.dist import all_gather_objects, is_distributed
+from gaze.engine.heads import is_head_metric
 from gaze.engine.loop import autocast, move_to_device, unwrap_model
 from gaze.registries import registrar
 
@@ -80,8 +81,10 @@ def model_metrics(results: Mapping) -> dict[str, float]:
 
 
 def format_model_metrics(results: Mapping) -> str:
-    """``", attention_iou 0.163, ..."`` for a report line; '' when there are none."""
-    return "".join(f", {name} {value:.3f}" for name, value in model_metrics(results).items())
+    """``", attention_iou 0.163, ..."`` for a report line; '' when there are none (a multi-head
+    model's per-head accuracies have their own lines: :func:`gaze.engine.heads.head_lines`)."""
+    return "".join(f", {name} {value:.3f}" for name, value in model_metrics(results).items()
+                   if not is_head_metric(name))
 
 
 def check_protocol(name: str) -> None:

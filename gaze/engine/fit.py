@@ -508,7 +508,8 @@ def _val_scalars(val: Mapping) -> dict[str, float]:
 def _log_epoch(run: Run, epoch: int, train_stats: Mapping, val: Mapping, state: RunState) -> None:
     """Console line, tensorboard scalars and the metrics.csv row of one epoch (rank 0)."""
     val_scalars = _val_scalars(val)
-    extra = " ".join(f"{k} {v:.4f}" for k, v in val_scalars.items() if k not in BASE_METRICS)
+    extra = " ".join(f"{k} {v:.4f}" for k, v in val_scalars.items()
+                     if k not in BASE_METRICS and not k.startswith("top3_"))  # every head's top-1; top-3 in metrics.csv
     run.logger.info(
         "epoch %d/%d train %s | val (%s) loss %.4f top1 %.2f top5 %.2f%s | best %s %.4f @ epoch %d | %.1fs",
         epoch, run.config["end_epoch"],

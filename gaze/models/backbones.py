@@ -65,6 +65,7 @@ class Backbone(nn.Module):
         drop_path_rate: float = 0.0,
         out_indices: tuple[int, ...] | None = None,
         output_stride: int | None = None,
+        img_size: int | None = None,
     ) -> None:
         """Build timm ``name`` with random weights.
 
@@ -83,6 +84,9 @@ class Backbone(nn.Module):
                 final map only.
             output_stride: 8 or 16 dilates the last stages instead of striding (timm), e.g.
                 CAL's 28x28 map at 448 px; None: the network's own (32).
+            img_size: the input side of an architecture built for one size (timm's
+                ``fixed_input_size``: ViT, Swin; their position tables and windows follow it);
+                ignored by CNNs, which take any size.
         """
         super().__init__()
         self.arch = name
@@ -90,17 +94,22 @@ class Backbone(nn.Module):
         extra = {"drop_path_rate": drop_path_rate} if drop_path_rate else {}
         if output_stride is not None:
             extra["output_stride"] = output_stride
+        pretrained_cfg = timm.get_pretrained_cfg(name)
+        if img_size is not None and pretrained_cfg is not None and pretrained_cfg.fixed_input_size:
+            extra["img_size"] = img_size
         if self.encoder_only:
             indices = tuple(out_indices) if out_indices is not None else (-1,)
             self.net = timm.create_model(name, pretrained=False, features_only=True, out_indices=indices, **extra)
             self.stage_channels = list(self.net.feature_info.channels())
             self.stage_reductions = list(self.net.feature_info.reduction())
             self.num_features = self.stage_channels[-1]
+            self.channels_last = str(getattr(self.net, "output_fmt", "NCHW")).endswith("NHWC")  # Swin's stages
         else:
             self.net = timm.create_model(name, pretrained=False, num_classes=0, global_pool="", **extra)
             self.num_features = self.net.num_features
             self.stage_channels = [self.num_features]
             self.stage_reductions = [output_stride or self.net.feature_info[-1]["reduction"]]
+            self.channels_last = False
         config = getattr(self.net, "pretrained_cfg", None) or {}
         self.mean = tuple(config.get("mean", IMAGENET_MEAN))
         self.std = tuple(config.get("std", IMAGENET_STD))
@@ -113,11 +122,13 @@ class Backbone(nn.Module):
         self.register_buffer("input_shift", shift.view(1, 3, 1, 1), persistent=False)
 
     def forward_stages(self, images: Tensor) -> list[Tensor]:
-        """The requested stage maps [(B,C_i,h_i,w_i)] of ImageNet-normalised ``images`` (B,3,H,W)."""
+        """The requested stage maps [(B,C_i,h_i,w_i)] of ImageNet-normalised ``images`` (B,3,H,W)
+        (a token backbone's (B,h,w,C) stages are permuted to channels first)."""
         if self.convert_input:
             images = images * self.input_scale + self.input_shift
         features = self.net(images)
-        return list(features) if isinstance(features, (list, tuple)) else [features]
+        features = list(features) if isinstance(features, (list, tuple)) else [features]
+        return [stage.permute(0, 3, 1, 2) for stage in features] if self.channels_last else features
 
     def forward_features(self, images: Tensor) -> Tensor:
         """Final feature map (B,C,h,w) of ImageNet-normalised ``images`` (B,3,H,W)."""
@@ -140,6 +151,7 @@ def create_backbone(
     drop_path_rate: float = 0.0,
     out_indices: tuple[int, ...] | None = None,
     output_stride: int | None = None,
+    img_size: int | None = None,
 ) -> Backbone:
     """Build a feature extractor and load local weights.
 
@@ -147,14 +159,14 @@ def create_backbone(
         name: timm architecture name.
         pretrained_path: None (random init), a local weight file, or an alias of
             ``PACKAGE_WEIGHTS`` such as ``"package:efficientnet-lite0"``.
-        encoder_only, drop_path_rate, out_indices, output_stride: see ``Backbone``.
+        encoder_only, drop_path_rate, out_indices, output_stride, img_size: see ``Backbone``.
 
     Returns:
         The ``Backbone``; ``forward_features(images)`` gives (B, num_features, h, w),
         ``forward_stages(images)`` every requested stage.
     """
     backbone = Backbone(name, encoder_only=encoder_only, drop_path_rate=drop_path_rate, out_indices=out_indices,
-                        output_stride=output_stride)
+                        output_stride=output_stride, img_size=img_size)
     if pretrained_path is not None:
         load_backbone_weights(backbone, pretrained_path)
     return backbone

@@ -1,8 +1,9 @@
 """PIM, the plug-in module (Chou et al. 2022, FGVC-PIM; cub_pim.md §3.3-3.4): FPN, weakly
 supervised token selector and GCN combiner on the stages of any backbone.
 
-Every stage map (B,C_l,H_l,W_l) is read as tokens (B, S_l = H_l W_l, C_l) (a token backbone's
-(B,H,W,C) maps the same way). FPN: per stage Linear(C_l -> C_l) -> ReLU -> Linear(C_l -> F)
+Every stage map (B,C_l,H_l,W_l) is read as tokens (B, S_l = H_l W_l, C_l): CNN stages, Swin's
+(permuted to channels first by the backbone) and ViT's blocks.8-11 (timm's spatial tokens;
+the published ViT keeps the CLS token as a 785th, which no map can hold). FPN: per stage Linear(C_l -> C_l) -> ReLU -> Linear(C_l -> F)
 (the published "Linear"; its "Conv" = the same as 1x1 convolutions, identical on tokens),
 then top-down x_{l-1} += Up(x_l): ``fpn_upsample='conv'`` = Conv1d over the token axis
 (S_l -> S_{l-1}), ``'bilinear'`` = the maps resized x2 (published per backbone: Swin/ViT conv,
@@ -27,8 +28,9 @@ from gaze.models._registry import register_model
 from gaze.models.backbones import create_backbone
 from gaze.models.base import GazeModel
 
-#: Stages read (timm ``features_only`` indices: ResNet layer1-4, EfficientNet's last four).
-STAGES = (1, 2, 3, 4)
+#: Stages read: the last four timm ``features_only`` stages (ResNet layer1-4, Swin layers.0-3,
+#: ViT blocks.8-11 as published, EfficientNet's last four).
+STAGES = (-4, -3, -2, -1)
 #: The published selection of Swin-L at 384 px (2048/2304, 512/576, 128/144, 32/144 tokens):
 #: the default fraction of each stage's tokens kept when ``num_selects`` is None.
 SELECT_FRACTIONS = (2048 / 2304, 512 / 576, 128 / 144, 32 / 144)
@@ -36,14 +38,9 @@ JOINT_DIVISOR = 32
 LOSS_WEIGHTS = {"lambda_b": 0.5, "lambda_s": 0.0, "lambda_n": 5.0, "lambda_c": 1.0}
 
 
-def as_tokens(stage: Tensor, channels: int) -> tuple[Tensor, tuple[int, int]]:
-    """(B, S, C) tokens and (H, W) of a stage map, NCHW or NHWC (a token backbone's)."""
-    if stage.ndim == 3:
-        side = int(round(stage.shape[1] ** 0.5))
-        return stage, (side, stage.shape[1] // side)
-    if stage.shape[1] == channels:  # NCHW
-        return stage.flatten(2).transpose(1, 2), tuple(stage.shape[-2:])
-    return stage.flatten(1, 2), tuple(stage.shape[1:3])  # NHWC
+def as_tokens(stage: Tensor) -> tuple[Tensor, tuple[int, int]]:
+    """(B, S, C) tokens and (H, W) of a stage map (B, C, H, W)."""
+    return stage.flatten(2).transpose(1, 2), tuple(stage.shape[-2:])
 
 
 class Combiner(nn.Module):
@@ -111,14 +108,14 @@ class PIM(GazeModel):
         self.input_size = side
         self.fpn_upsample = fpn_upsample
         self.weights = {"lambda_b": lambda_b, "lambda_s": lambda_s, "lambda_n": lambda_n, "lambda_c": lambda_c}
-        self.backbone = create_backbone(backbone, pretrained_path, out_indices=STAGES)
+        self.backbone = create_backbone(backbone, pretrained_path, out_indices=STAGES, img_size=side)
         self.cam_layers = {"Grad-CAM": "backbone.net." + self.backbone.net.feature_info.module_name()[-1]}
         channels = self.backbone.stage_channels
         with torch.no_grad():
             was_training = self.backbone.training
             stages = self.backbone.eval().forward_stages(torch.zeros(1, 3, side, side))
             self.backbone.train(was_training)
-        grids = [as_tokens(stage, c)[1] for stage, c in zip(stages, channels)]
+        grids = [as_tokens(stage)[1] for stage in stages]
         self.grids = grids
         tokens = [h * w for h, w in grids]
         if num_selects is None:
@@ -157,8 +154,7 @@ class PIM(GazeModel):
 
     def fpn(self, stages: Sequence[Tensor]) -> list[Tensor]:
         """FPN tokens (B, S_l, F) of every stage map, top-down summed."""
-        tokens = [projection(as_tokens(stage, c)[0])
-                  for projection, stage, c in zip(self.projections, stages, self.backbone.stage_channels)]
+        tokens = [projection(as_tokens(stage)[0]) for projection, stage in zip(self.projections, stages)]
         for l in range(len(tokens) - 1, 0, -1):
             tokens[l - 1] = tokens[l - 1] + self.upsample(tokens[l], l)
         return tokens
@@ -215,15 +211,31 @@ class PIM(GazeModel):
         return {"loss": total, "loss_ce": loss_ce, "loss_layers": loss_layers, "loss_select": loss_select.detach(),
                 "loss_drop": torch.as_tensor(loss_drop, dtype=total.dtype), "logits": outputs["comb_outs"].detach()}
 
+    def head_probabilities(self, outputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Softmax (B, K) of every head of :meth:`forward_all`'s ``outputs``: ``layer1..4`` (the
+        token-mean logits), ``combiner``, and ``highest-k`` (k = 1..5): per sample, the sum of
+        the k heads of highest max-softmax confidence. Fixed: the published ``highest-k`` adds
+        the heads in ASCENDING confidence, so its highest-1 is the least confident head."""
+        heads = {f"layer{l}": outputs[f"layer{l}"].mean(1).softmax(-1) for l in range(1, len(self.num_selects) + 1)}
+        heads["combiner"] = outputs["comb_outs"].softmax(-1)
+        stacked = torch.stack(list(heads.values()), dim=1)  # (B, H, K)
+        order = stacked.amax(-1).argsort(dim=1, descending=True)  # (B, H) most confident first
+        cumulative = stacked.gather(1, order[..., None].expand_as(stacked)).cumsum(1)
+        heads.update({f"highest-{k}": cumulative[:, k - 1] for k in range(1, stacked.shape[1] + 1)})
+        return heads
+
     def predict(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
-        """The combiner's logits, and per sample whether each head got it right (``top1_layer1``..``top1_layer4``
-        on the token-mean logits, ``top1_combiner``), in %."""
+        """The combiner's logits, and per sample whether each head of :meth:`head_probabilities`
+        got it right in its top 1 and top 3 (``top1_<head>``, ``top3_<head>``; in %): the heads
+        :mod:`gaze.engine.heads` chooses among on validation."""
         labels = batch["label"]
         outputs = self.forward_all(batch["image"])
-        heads = {f"top1_layer{l}": outputs[f"layer{l}"].mean(1) for l in range(1, len(self.num_selects) + 1)}
-        heads["top1_combiner"] = outputs["comb_outs"]
-        return {"logits": outputs["comb_outs"],
-                **{name: (logits.argmax(1) == labels).float() * 100 for name, logits in heads.items()}}
+        hits = {}
+        for head, probabilities in self.head_probabilities(outputs).items():
+            ranked = probabilities.topk(min(3, probabilities.shape[1]), dim=1).indices == labels[:, None]
+            hits[f"top1_{head}"] = ranked[:, 0].float() * 100
+            hits[f"top3_{head}"] = ranked.any(1).float() * 100
+        return {"logits": outputs["comb_outs"], **hits}
 
     @classmethod
     def training_recipe(cls, config: Mapping[str, Any]) -> dict[str, Any]:

@@ -95,3 +95,53 @@ def test_both_pim_lr_laws_at_zero_the_warm_up_end_and_the_end():
     published_end = 0.5 * (1 + math.cos(math.pi * (total - 800) / total))
     assert lr_factor(total, "pim_published", span) == pytest.approx(published_end)
     assert 5e-4 * published_end == pytest.approx(2.2e-6, rel=0.05)  # §3.5: ~2.2e-6 on CUB
+
+
+def test_highest_k_sums_the_most_confident_heads_first():
+    model = create_model("pim", num_classes=3, backbone="resnet18", input_size=64, fpn_size=16,
+                         num_selects=[5, 3, 2, 1]).eval()
+    layer_logits = [torch.tensor([[0.0, 0.0, 0.0]]), torch.tensor([[3.0, 0.0, 0.0]]),  # softmax maxima by hand:
+                    torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([[0.0, 0.0, 5.0]])]  # 1/3, .87, .58, .99
+    outputs = {f"layer{l}": logits[:, None].expand(1, 4, 3) for l, logits in enumerate(layer_logits, 1)}
+    outputs["comb_outs"] = torch.tensor([[0.0, 2.0, 0.0]])  # .79
+    heads = model.head_probabilities(outputs)
+    soft = {name: logits.softmax(-1) for name, logits in zip(
+        ["layer1", "layer2", "layer3", "layer4", "combiner"], [*layer_logits, outputs["comb_outs"]])}
+    by_hand = ["layer4", "layer2", "combiner", "layer3", "layer1"]  # descending max confidence
+    for k in range(1, 6):
+        torch.testing.assert_close(heads[f"highest-{k}"], sum(soft[name] for name in by_hand[:k]))
+    torch.testing.assert_close(heads["layer2"], soft["layer2"])
+    assert heads["highest-1"].argmax() == 2  # the published ascending order would pick layer1's tie -> class 0
+
+
+def test_predict_reports_every_head_top1_and_top3():
+    torch.manual_seed(0)
+    model = create_model("pim", num_classes=5, backbone="resnet18", input_size=64, fpn_size=16,
+                         num_selects=[5, 3, 2, 1]).eval()
+    batch = {"image": torch.randn(4, 3, 64, 64), "label": torch.tensor([0, 1, 2, 3])}
+    with torch.no_grad():
+        output = model.predict(batch)
+        heads = model.head_probabilities(model.forward_all(batch["image"]))
+    assert sorted(k for k in output if k.startswith("top1_")) == sorted(f"top1_{h}" for h in heads)
+    for head, probabilities in heads.items():
+        top3 = probabilities.topk(3, 1).indices
+        expected3 = [100.0 * (label in row) for label, row in zip(batch["label"].tolist(), top3.tolist())]
+        assert output[f"top3_{head}"].tolist() == expected3
+        assert output[f"top1_{head}"].tolist() == [100.0 * (p == y) for p, y in
+                                                   zip(probabilities.argmax(1).tolist(), batch["label"].tolist())]
+
+
+@pytest.mark.parametrize("backbone, size, grids", [
+    ("swin_tiny_patch4_window7_224", 112, [(28, 28), (14, 14), (7, 7), (4, 4)]),  # tokens (B,h,w,C) -> NCHW
+    ("vit_tiny_patch16_224", 96, [(6, 6)] * 4),  # blocks.8-11 at 96 px: the position table follows the input
+])
+def test_token_backbones_give_every_head(backbone, size, grids):
+    torch.manual_seed(0)
+    model = create_model("pim", num_classes=4, backbone=backbone, input_size=size, fpn_size=16,
+                         fpn_upsample="conv").eval()
+    assert model.grids == grids
+    with torch.no_grad():
+        outputs = model.forward_all(torch.randn(2, 3, size, size))
+    for l, (h, w) in enumerate(grids, 1):
+        assert outputs[f"layer{l}"].shape == (2, h * w, 4)
+    assert outputs["comb_outs"].shape == (2, 4) and model.cam_layers["Grad-CAM"].startswith("backbone.net.")
