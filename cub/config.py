@@ -68,6 +68,7 @@ lr_schedule = None            # 'multistep' (published) | 'cosine' | 'constant' 
 lr_milestones = [50, 100]     # multistep: epochs after which lr *= lr_decay_rate
 lr_decay_rate = 0.1
 warmup_epochs = 0.0           # linear warm-up, in epochs
+warmup_steps = None           # ... or over this many optimizer steps (PIM's warmup_batchs: 800 batches / update_freq 2); None: warmup_epochs
 amp = None                    # None | 'bf16' | 'fp16' (CUDA only)
 accumulate_steps = 1          # batches per optimizer step (the gradient of the mean loss over the group: batch_size x this)
 

@@ -29,10 +29,16 @@ from gaze.config import (
     weights_path,
 )
 from gaze.config import resolve_path as shared_resolve_path
+from gaze.published_configs import FOREIGN_CONFIGS
 from gaze.data.human_attention import HumanAttention, load_human_attention, phase_two_split, write_phase_two_train
-from gaze.data.layouts import LAYOUTS, read_layout, write_answer
+from gaze.data.layouts import LAYOUTS, Layout, read_layout, write_answer
 from gaze.data.splits import stratified_split
-from gaze.data.transforms import build_full_resolution_transforms, build_hw1_transforms, build_resize_transforms
+from gaze.data.transforms import (
+    build_full_resolution_transforms,
+    build_hw1_transforms,
+    build_pim_transforms,
+    build_resize_transforms,
+)
 from gaze.engine.dist import is_main_process, seed_everything
 from gaze.models import model_class
 from gaze.models.base import GazeModel
@@ -58,7 +64,8 @@ def load_folder_config(argv: list[str] | None = None) -> dict[str, Any]:
     """``folder/config.py`` + override files + ``--key=value``, checked, the method's recipe filled."""
     config = load_config(FOLDER_DIR / "config.py", sys.argv[1:] if argv is None else argv,
                          choices={**registry_choices(), "attention_samples": list(ATTENTION_SAMPLES),
-                                  "layout": list(LAYOUTS), "transforms": ["resize", "hw1"]})
+                                  "layout": list(LAYOUTS), "transforms": ["resize", "hw1", "pim"]},
+                         readers=FOREIGN_CONFIGS)
     config = apply_protocol(config, PUBLISHED, config["model_type"], "model_name")
     config = apply_recipe(config, FOLDER_RECIPE, model_class(config["model_type"]).training_recipe(config))
     check_numbers(config, positive=("input_size", "batch_size", "end_epoch", "init_lr", "log_interval"),
@@ -80,17 +87,33 @@ class FolderData:
 
 def data_root(config: dict[str, Any]) -> Path:
     """The ImageFolder root; a ``synthetic*`` folder without a finished demo is generated."""
-    root = resolve_path(config["root"])
+    return ensure_demo(resolve_path(config["root"]))
+
+
+def ensure_demo(root: Path) -> Path:
+    """``root``, generating the synthetic demo set there first when it is a ``synthetic*``
+    folder without a finished one."""
     if root.name.startswith("synthetic") and not (root / MARKER_NAME).is_file():
         ensure_synthetic_gradia(root)
     return root
 
 
+def pim_folders(config: dict[str, Any], root: Path) -> tuple[Path, Path]:
+    """Layout 'pim': (training, test) ImageFolders, ``train_dir`` / ``test_dir`` or root/train,
+    root/test (a ``synthetic*`` parent is generated first, so a PIM YAML can name the demo)."""
+    folders = []
+    for key, split in (("train_dir", "train"), ("test_dir", "test")):
+        folder = resolve_path(config[key]) if config[key] else root / split
+        ensure_demo(folder.parent)
+        folders.append(folder)
+    return folders[0], folders[1]
+
+
 def layout_samples(config: dict[str, Any], root: Path) -> tuple[dict[str, list], list[str], list[str]]:
     """(samples per split, class names, unlabelled test files) of the configured ``layout``.
 
-    The ImageFolder layout has its own val/ and test/. The others: validation carved from the
-    training images (``val_fraction``, stratified by ``seed``); NYCU HW1's test images are
+    The ImageFolder layout has its own val/ and test/. The others (PIM's train/ + test/, the
+    fine-grained sets' own files): validation carved from the training images (``val_fraction``, stratified by ``seed``); NYCU HW1's test images are
     unlabelled, so its validation images are also the labelled test (answer.txt is the
     prediction for the real test images).
     """
@@ -102,7 +125,15 @@ def layout_samples(config: dict[str, Any], root: Path) -> tuple[dict[str, list],
                 raise ValueError(f"{root / split}: classes {split_names} differ from the training classes {names}")
             names = split_names
         return samples, names, []
-    layout = read_layout(config["layout"], root)
+    if config["layout"] == "pim":
+        train_dir, test_dir = pim_folders(config, root)
+        train, names = folder_samples(train_dir.parent, train_dir.name)
+        test, test_names = folder_samples(test_dir.parent, test_dir.name)
+        if test_names != names:
+            raise ValueError(f"{test_dir}: classes {test_names} differ from the training classes {names} in {train_dir}")
+        layout = Layout({"train": train, "test": test}, names)
+    else:
+        layout = read_layout(config["layout"], root)
     train = layout.samples["train"]
     if not 0 < config["val_fraction"] < 1:
         raise ConfigError(f"val_fraction={config['val_fraction']}: layout {config['layout']!r} has no validation "
@@ -118,13 +149,19 @@ def load_data(config: dict[str, Any]) -> FolderData:
     (None when the dataset has neither masks nor ratings), unlabelled test files (HW1)."""
     root = data_root(config)
     samples, names, unlabelled = layout_samples(config, root)
+    if config["num_classes"] is not None and config["num_classes"] != len(names):
+        raise ValueError(f"config key 'num_classes' = {config['num_classes']}, but the data has {len(names)} classes "
+                         f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})")
     ids = sorted({Path(path).name for split in samples.values() for path, _ in split})
     attention_dir = resolve_path(config["attention_dir"]) if config["attention_dir"] else root
-    files = {key: attention_dir / name for key, name in ATTENTION_FILES.items() if (attention_dir / name).is_file()}
+    if config["layout"] == "pim" and not config["attention_dir"]:
+        attention_dir = None  # PIM's trees have no masks; the root's GRADIA files (of its val/ images) are not theirs
+    files = {key: attention_dir / name for key, name in ATTENTION_FILES.items()
+             if attention_dir and (attention_dir / name).is_file()}
     masks = gradia_masks(**files) if files else {}
     check_known_images(masks, ids, f"masks in {attention_dir}")
-    ratings = resolve_path(config["ratings"]) if config["ratings"] else attention_dir / RATINGS_FILE
-    human = load_human_attention(ids, ratings if config["ratings"] or ratings.is_file() else None,
+    ratings = resolve_path(config["ratings"]) if config["ratings"] else attention_dir and attention_dir / RATINGS_FILE
+    human = load_human_attention(ids, ratings if config["ratings"] or (ratings and ratings.is_file()) else None,
                                  resolve_path(config["masks_dir"]), config["attention_samples"],
                                  config["gaze_threshold"], masks=masks)
     return FolderData(samples, names, human if human.masks or human.ratings else None, unlabelled)
@@ -142,9 +179,11 @@ def phase_two_samples(data: FolderData) -> tuple[list[tuple[str, int]], list[tup
 def build_dataset(config: dict[str, Any], data: FolderData, samples: list[tuple[str, int]], train: bool
                   ) -> ImageFolderDataset:
     """``transforms``: GRADIA's recipe (A4: resize to the input size, a shared flip when training,
-    ImageNet normalisation) or NYCU HW1's (C2)."""
+    ImageNet normalisation), NYCU HW1's (C2) or PIM's (cub_pim.md §3.2)."""
     if config["transforms"] == "hw1":
         transform = build_hw1_transforms(train=train, input_size=config["input_size"])
+    elif config["transforms"] == "pim":
+        transform = build_pim_transforms(train=train, input_size=config["input_size"], resize_size=config["resize_size"])
     else:
         transform = build_resize_transforms(train=train, size=config["input_size"], flip=True)
     return ImageFolderDataset(samples, data.class_names, transform, data.human)

@@ -47,7 +47,8 @@ class ConfigError(ValueError):
 
 def load_config(defaults_path: str | os.PathLike, argv: Sequence[str] | None = None,
                 choices: Mapping[str, Sequence[Any]] | None = None,
-                renamed: Mapping[str, str] | None = None) -> dict:
+                renamed: Mapping[str, str] | None = None,
+                readers: Mapping[str, Callable[[Path], Sequence[tuple[str, Any, str]]]] | None = None) -> dict:
     """Defaults file, then override files, then ``--key=value`` -> a plain dict.
 
     Args:
@@ -57,6 +58,9 @@ def load_config(defaults_path: str | os.PathLike, argv: Sequence[str] | None = N
         choices: key -> its valid values (e.g. the registered models), checked after all
             overrides and listed by ``--help``.
         renamed: former key -> its current name; setting a former key is an error saying so.
+        readers: file suffix -> reader of a paper's own config file (e.g. PIM's ``.yaml``:
+            ``gaze.published_configs``) giving [(our key, value, its own key)], applied like
+            an override file (each value type-checked, errors naming the file and its key).
 
     Returns:
         dict of key -> value, plus ``config_files``: the files read, as strings.
@@ -67,7 +71,7 @@ def load_config(defaults_path: str | os.PathLike, argv: Sequence[str] | None = N
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     defaults_path = Path(defaults_path)
-    choices, renamed = dict(choices or {}), dict(renamed or {})
+    choices, renamed, readers = dict(choices or {}), dict(renamed or {}), dict(readers or {})
     if "--help" in argv or "-h" in argv:
         print(config_help(defaults_path, choices))
         raise SystemExit(0)
@@ -81,10 +85,14 @@ def load_config(defaults_path: str | os.PathLike, argv: Sequence[str] | None = N
             path = _find_override(item, defaults_path.parent)
             _apply_override_file(config, path, renamed)
             files.append(str(path))
+        elif Path(item).suffix in readers:
+            path = _find_override(item, defaults_path.parent)
+            for key, value, origin in readers[Path(item).suffix](path):
+                _set_value(config, key, value, source=f"{path} ({origin})", renamed=renamed)
+            files.append(str(path))
         else:
-            raise ConfigError(
-                f"argument {item!r}: expected an override file ending in .py or --key=value"
-            )
+            suffixes = "".join(f" or {suffix}" for suffix in readers)
+            raise ConfigError(f"argument {item!r}: expected an override file ending in .py{suffixes} or --key=value")
     for key, valid in choices.items():
         if config[key] not in valid:
             raise ConfigError(f"{key}={config[key]!r}: expected one of {', '.join(map(str, valid))}")

@@ -28,7 +28,8 @@ from gaze.data.images import TableFormatError
 from gaze.safe_paths import check_plain_name, check_relative_path
 
 LAYOUTS = {
-    "imagefolder": "root/{train,val,test}/<class>/*.jpg (PIM's and GRADIA's layout)",
+    "imagefolder": "root/{train,val,test}/<class>/*.jpg (GRADIA's layout)",
+    "pim": "PIM's: train/<class>/*.jpg and test/<class>/*.jpg (root/train, root/test or train_dir, test_dir)",
     "cars": "Stanford Cars: cars_annos.mat (relative_im_path, class, test) and the images it names",
     "aircraft": "FGVC-Aircraft: data/variants.txt, data/images_variant_{trainval,test}.txt, data/images/",
     "nycu_hw1": "NYCU VRDL HW1: classes.txt, training_labels.txt, testing_img_order.txt, training_images/, testing_images/",

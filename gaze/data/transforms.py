@@ -247,6 +247,35 @@ def build_hw1_transforms(train: bool, input_size: int = 300) -> JointTransform:
     return JointTransform(v2.Compose(steps), HW1_MEAN, HW1_STD)
 
 
+#: PIM's resize side per input px: 510 at its 384 px input (cub_pim.md §3.2).
+PIM_RESIZE_RATIO = 510 / 384
+
+
+def build_pim_transforms(train: bool, input_size: int = 384, resize_size: int | None = None) -> JointTransform:
+    """PIM's recipe (cub_pim.md §3.2): Resize(510x510, squash) -> train: RandomCrop(input) ->
+    flip -> GaussianBlur(5, sigma 0.1-5) p 0.1 -> RandomAdjustSharpness(1.5) p 0.1; test:
+    CenterCrop(input); ImageNet normalisation.
+
+    Args:
+        train: the training recipe (else the test one).
+        input_size: the crop side (PIM's ``data_size``).
+        resize_size: the square resize side; None: ``round(input_size * 510 / 384)`` (510 at
+            384 px as published; the published code keeps 510 at 448 px too: pass 510).
+    """
+    side = int(resize_size) if resize_size else round(input_size * PIM_RESIZE_RATIO)
+    if side < input_size:
+        raise ValueError(f"resize_size={side} is smaller than input_size={input_size}: nothing to crop")
+    steps: list[v2.Transform] = [v2.Resize([side, side], interpolation=InterpolationMode.BILINEAR, antialias=True)]
+    if train:
+        steps += [v2.RandomCrop(input_size), v2.RandomHorizontalFlip(),
+                  v2.RandomApply([v2.GaussianBlur(kernel_size=5, sigma=(0.1, 5.0))], p=0.1),
+                  v2.RandomAdjustSharpness(sharpness_factor=1.5, p=0.1)]
+    else:
+        steps.append(v2.CenterCrop(input_size))
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))]
+    return JointTransform(v2.Compose(steps), IMAGENET_MEAN, IMAGENET_STD)
+
+
 def denormalize(
     images: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
 ) -> torch.Tensor:

@@ -32,6 +32,7 @@ OPTIM_DEFAULTS = {
     "lr_milestones": [50, 100],  # multistep: epochs after which the lr is multiplied ...
     "lr_decay_rate": 0.1,        # ... by this
     "warmup_epochs": 0.0,        # linear warm-up over this many epochs (per step)
+    "warmup_steps": None,        # ... or over this many optimizer steps (PIM's warmup_batchs / update_freq); None: warmup_epochs
     "min_lr": 0.0,               # cosine: final lr
     "plateau_patience": 40,      # plateau: epochs without improvement of select_metric before lr *= lr_decay_rate
 }
@@ -162,7 +163,7 @@ def build_scheduler(
 
     Args:
         optimizer: from :func:`build_optimizer`.
-        config: keys ``lr_schedule``, ``end_epoch``, ``warmup_epochs``, ``lr_milestones``,
+        config: keys ``lr_schedule``, ``end_epoch``, ``warmup_epochs`` / ``warmup_steps``, ``lr_milestones``,
             ``lr_decay_rate``, ``min_lr``.
         steps_per_epoch: optimizer steps per epoch (batches / ``accumulate_steps``, rounded up).
     """
@@ -176,7 +177,7 @@ def build_scheduler(
         span = ScheduleSpan(
             steps_per_epoch=steps_per_epoch,
             total_epochs=int(config["end_epoch"]),
-            warmup_steps=round(float(config["warmup_epochs"]) * steps_per_epoch),
+            warmup_steps=warmup_steps(config, steps_per_epoch),
             milestones=tuple(config["lr_milestones"] or ()),
             decay_rate=float(config["lr_decay_rate"]),
             min_factor=float(config["min_lr"]) / base_lr if base_lr else 0.0,
@@ -184,6 +185,13 @@ def build_scheduler(
         # a partial (not a lambda) keeps the scheduler's state_dict primitive
         factors.append(functools.partial(lr_factor, schedule=schedule, span=span))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
+
+
+def warmup_steps(config: Mapping, steps_per_epoch: int) -> int:
+    """Warm-up length in optimizer steps: ``warmup_steps`` when set, else ``warmup_epochs`` epochs."""
+    if config.get("warmup_steps") is not None:
+        return int(config["warmup_steps"])
+    return round(float(config["warmup_epochs"]) * steps_per_epoch)
 
 
 def build_plateau(optimizer: torch.optim.Optimizer, config: Mapping) -> torch.optim.lr_scheduler.ReduceLROnPlateau | None:

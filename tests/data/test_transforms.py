@@ -13,8 +13,10 @@ from torchvision.transforms.v2.functional import InterpolationMode
 
 from gaze.data.transforms import (
     IMAGENET_MEAN,
+    IMAGENET_STD,
     AttentionMap,
     JointTransform,
+    build_pim_transforms,
     build_resize_transforms,
     build_transforms,
     denormalize,
@@ -219,3 +221,29 @@ def test_resize_transforms_never_flip():
         attention_col = float(_centroid(att[0])[1])
         assert image_col < 40 / 4 and attention_col < 40 / 4, (seed, image_col, attention_col)
     assert "Flip" not in repr(transform)
+
+
+def test_pim_test_transform_is_the_squash_resize_then_centre_crop():
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 255, (70, 110, 3), dtype=np.uint8)
+    image, _ = build_pim_transforms(train=False, input_size=48)(Image.fromarray(pixels))
+    side = round(48 * 510 / 384)  # 64: 510 at 384 px
+    squashed = F.resize(torch.from_numpy(pixels).permute(2, 0, 1), [side, side], antialias=True)  # no aspect kept
+    crop = squashed[:, 8:56, 8:56].float() / 255
+    expected = (crop - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+    torch.testing.assert_close(image, expected, atol=1e-5, rtol=0)
+
+
+def test_pim_train_transform_is_the_published_chain():
+    steps = build_pim_transforms(train=True, input_size=384).pipeline.transforms
+    assert isinstance(steps[0], v2.Resize) and steps[0].size == [510, 510]
+    assert isinstance(steps[1], v2.RandomCrop) and steps[1].size == (384, 384)
+    assert isinstance(steps[2], v2.RandomHorizontalFlip) and steps[2].p == 0.5
+    blur = steps[3]
+    assert isinstance(blur, v2.RandomApply) and blur.p == 0.1
+    assert blur.transforms[0].kernel_size == (5, 5) and blur.transforms[0].sigma == [0.1, 5.0]
+    assert isinstance(steps[4], v2.RandomAdjustSharpness) and (steps[4].sharpness_factor, steps[4].p) == (1.5, 0.1)
+    image, _ = build_pim_transforms(train=True, input_size=32, resize_size=40)(Image.new("RGB", (90, 50)))
+    assert image.shape == (3, 32, 32)
+    with pytest.raises(ValueError, match="smaller than input_size"):
+        build_pim_transforms(train=True, input_size=32, resize_size=20)

@@ -107,3 +107,25 @@ def test_cal_on_the_nycu_hw1_layout_writes_answer_txt_in_the_test_order(tmp_path
     assert {line.split(" ")[1] for line in lines} <= {"001.Black_footed_Albatross", "002.Laysan_Albatross"}
     protocols = json.loads((tmp_path / "runs" / "cal" / "protocols.json").read_text())
     assert list(protocols) == ["raw", "raw+crop", "cal_tta"]
+
+
+def test_a_pim_yaml_trains_pim_on_train_and_test_folders_and_chooses_the_head_on_validation(tiny_gradia, tmp_path):
+    yaml = tmp_path / "tiny_pim.yaml"
+    yaml.write_text(f"project_name: tiny\nexp_name: pim\ntrain_root: {tiny_gradia}/train/\nval_root: {tiny_gradia}/test\n"
+                    "data_size: 64\nnum_workers: 0\nbatch_size: 8\nmodel_name: resnet18\npretrained: ~\n"
+                    "optimizer: AdamW\nmax_lr: 1e-3\nmax_epochs: 2\nwarmup_batchs: 2\nuse_amp: False\nfpn_size: 16\n"
+                    "num_classes: 2\nnum_selects: {layer1: 32, layer2: 8, layer3: 4, layer4: 1}\nupdate_freq: 1\n")
+    assert folder_train.main([str(yaml), f"--model_path={tmp_path}/runs", "--cam_images=0"]) == 0
+    run = tmp_path / "runs" / "pim"
+    heads = json.loads((run / "heads.json").read_text())
+    assert heads["chosen_on_val"] in heads["val"] and set(heads["test"]) >= {"layer1", "combiner", "highest-5"}
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["val"]["num_samples"] == 2 and summary["test"]["num_samples"] == 8  # val carved from train/
+    text = (run / "eval_results.txt").read_text()
+    assert text.startswith("[Evaluation Results]\nProject: runs, Experiment: pim\nSamples: 8\n")
+    chosen = heads["chosen_on_val"]
+    assert f"CHOSEN_ON_VALIDATION: {chosen}-top-1 val {heads['val'][chosen]['top1']:.3f}%" in text
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(yaml.read_text().replace("num_classes: 2", "num_classes: 200"))
+    with pytest.raises(ValueError, match="'num_classes' = 200, but the data has 2 classes"):
+        folder_train.main([str(wrong), f"--model_path={tmp_path}/runs"])

@@ -1,0 +1,64 @@
+"""gaze/published_configs.py: PIM's own YAML files as override files of the folder tree."""
+
+from __future__ import annotations
+
+import pytest
+
+from folder.experiment import REPO_ROOT, load_folder_config
+from gaze.config import ConfigError
+
+SWIN_YAML = REPO_ROOT / "folder" / "configs" / "CUB200_SwinT.yaml"
+
+
+def test_every_key_of_pims_cub_yaml_maps_to_ours():
+    with pytest.warns(UserWarning, match="use_wandb has no effect"):
+        config = load_folder_config([str(SWIN_YAML)])
+    expected = {
+        "model_type": "pim", "layout": "pim", "transforms": "pim", "lr_schedule": "pim",
+        "model_path": "runs/CUB200-T2", "model_name": "T3000",
+        "train_dir": "../datas/train/", "test_dir": "../datas/test/", "input_size": 384, "workers": 2,
+        "batch_size": 16, "backbone": "swin_large_patch4_window12_384", "fpn_upsample": "conv", "pretrain_path": None,
+        "init_from": None, "optimizer": "sgd", "momentum": 0.9, "nesterov": True, "init_lr": 5e-4,
+        "weight_decay": 5e-4, "end_epoch": 50, "warmup_steps": 400, "amp": "fp16", "fpn_size": 1536,
+        "num_classes": 200, "num_selects": [2048, 512, 128, 32], "lambda_b": 0.5, "lambda_s": 0.0, "lambda_n": 5.0,
+        "lambda_c": 1.0, "accumulate_steps": 2, "log_interval": 100,
+    }
+    assert {key: config[key] for key in expected} == expected
+    assert config["config_files"][-1] == str(SWIN_YAML)
+
+
+def test_command_line_keys_after_the_yaml_win_and_builders_map(tmp_path):
+    yaml = tmp_path / "r50.yaml"
+    yaml.write_text("model_name: resnet50\noptimizer: AdamW\nmax_lr: 3e-4\nwdecay: 5e-4\nwarmup_batchs: 5\n"
+                    "update_freq: 2\n")
+    config = load_folder_config([str(yaml), "--batch_size=4"])
+    assert (config["backbone"], config["fpn_upsample"], config["pretrain_path"]) == \
+        ("resnet50", "bilinear", "resnet50_miil_21k.pth")
+    assert config["init_lr"] == 3e-4  # PyYAML reads 3e-4 as a string: converted
+    assert (config["optimizer"], config["weight_decay"]) == ("adamw", 0.01)  # published AdamW gets lr only
+    assert config["warmup_steps"] == 3 and config["batch_size"] == 4  # ceil(5 / 2) optimizer steps
+
+
+@pytest.mark.parametrize("text, message", [
+    ("max_lrr: 0.1\n", "unknown PIM key 'max_lrr' (did you mean 'max_lr'?)"),
+    ("use_fpn: False\n", "use_fpn: False: PIM without its plug-ins"),
+    ("max_lr: fast\n", "key 'max_lr' = 'fast': expected a number"),
+    ("train_root: ~\n", "evaluation-only mode"),
+    ("num_selects: {layer1: 3}\n", "key 'num_selects'"),
+    ("optimizer: Adam\n", "PIM offers 'SGD' or 'AdamW'"),
+    ("- a list\n", "expected PIM's key: value mapping"),
+    ("batch_size: [1\n", "not a YAML file"),
+    ("lambda_b: [1]\n", "key 'lambda_b' = [1]: expected a number"),
+    ("num_workers: 2.5\n", "key 'num_workers' = 2.5: expected a whole number"),
+])
+def test_bad_yaml_names_the_file_and_key(tmp_path, text, message):
+    yaml = tmp_path / "bad.yaml"
+    yaml.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_folder_config([str(yaml)])
+    assert message in str(error.value) and str(yaml) in str(error.value)
+
+
+def test_another_suffix_is_still_refused():
+    with pytest.raises(ConfigError, match=r"ending in \.py or \.yaml or \.yml"):
+        load_folder_config(["config.json"])
