@@ -29,7 +29,6 @@ from gaze.config import (
     weights_path,
 )
 from gaze.config import resolve_path as shared_resolve_path
-from gaze.published_configs import FOREIGN_CONFIGS
 from gaze.data.human_attention import HumanAttention, load_human_attention, phase_two_split, write_phase_two_train
 from gaze.data.layouts import LAYOUTS, Layout, read_layout, write_answer
 from gaze.data.splits import stratified_split
@@ -42,6 +41,7 @@ from gaze.data.transforms import (
 from gaze.engine.dist import is_main_process, seed_everything
 from gaze.models import model_class
 from gaze.models.base import GazeModel
+from gaze.published_configs import FOREIGN_CONFIGS
 from gaze.synthetic.gradia import ensure_synthetic_gradia
 from gaze.synthetic.marker import MARKER_NAME
 
