@@ -35,6 +35,7 @@ lambda_b = 0.5                # PIM loss weights (published 0.5 / 0 / 5 / 1): to
 lambda_s = 0.0                #   CE of the selected tokens,
 lambda_n = 5.0                #   MSE(tanh(dropped logits), -1),
 lambda_c = 1.0                #   CE of the combiner
+lambda_g = 0.0                # PIM gaze-guided selector (ours): weight of MSE(selector confidence per stage, the gaze map on its grid); 0: off as published; > 0: training batches carry gaze
 num_attentions = 32           # CAL / WS-DAN: attention maps M (published 32)
 beta = 0.05                   # CAL / WS-DAN: centre update rate (published 0.05)
 output_stride = None          # CAL / WS-DAN: backbone output stride; None: 16 (ResNet layer4 at stride 1 as published: 28x28 at 448); 32: the network's own (WS-DAN's ResNet)

@@ -14,6 +14,12 @@ I/100 + 1/100 learnable, alpha init 0) classifies the selected features: ``comb_
 
 Loss (§3.4): lambda_b sum_l CE(mean_tokens z_l) + lambda_s sum_l CE(selected tokens) +
 lambda_n sum_l MSE(tanh(dropped), -1) + lambda_c CE(combiner); published 0.5 / 0 / 5 / 1.
+
+Gaze-guided selector (ours; none of the published code has it): with ``lambda_g`` > 0 the
+training batches carry the human gaze map and ``lambda_g * mean_l MSE(conf_l, gaze_l)`` is
+added, where conf_l = (max_c softmax(z_l) - 1/K) / (1 - 1/K) in [0, 1] is the selector's
+token confidence on stage l's h_l x w_l grid and gaze_l the gaze map area-averaged to that
+grid and min-max normalised: the selector is pulled to keep the tokens people looked at.
 """
 
 from __future__ import annotations
@@ -72,7 +78,12 @@ class Combiner(nn.Module):
 class PIM(GazeModel):
     """Backbone stages -> FPN -> per-stage token classifiers -> selector -> GCN combiner."""
 
-    cam_layers = {"Grad-CAM": "backbone.net"}  # per instance: the last stage's module (set in __init__)
+    cam_layers = {"Grad-CAM": "last_stage"}  # the last stage map (B,C,h,w) of any backbone, Swin's permuted
+
+    @classmethod
+    def needs_gaze(cls, split: str, config: Mapping[str, Any]) -> bool:
+        """Training batches carry the gaze map when the gaze-guided selector is on (``lambda_g`` > 0)."""
+        return super().needs_gaze(split, config) or (split == "train" and float(config.get("lambda_g") or 0) > 0)
 
     def __init__(
         self,
@@ -87,6 +98,7 @@ class PIM(GazeModel):
         lambda_s: float = LOSS_WEIGHTS["lambda_s"],
         lambda_n: float = LOSS_WEIGHTS["lambda_n"],
         lambda_c: float = LOSS_WEIGHTS["lambda_c"],
+        lambda_g: float = 0.0,
     ) -> None:
         """Args:
             num_classes: K.
@@ -99,6 +111,7 @@ class PIM(GazeModel):
                 stage's tokens (:data:`SELECT_FRACTIONS`).
             fpn_upsample: 'bilinear' (CNNs as published) | 'conv' (token-axis Conv1d: Swin, ViT).
             lambda_b, lambda_s, lambda_n, lambda_c: the loss weights (§3.4).
+            lambda_g: weight of the gaze-guided selector loss (0: off, as published).
         """
         super().__init__()
         if fpn_upsample not in ("bilinear", "conv"):
@@ -107,9 +120,10 @@ class PIM(GazeModel):
         side = min(input_size) if isinstance(input_size, (tuple, list)) else int(input_size)
         self.input_size = side
         self.fpn_upsample = fpn_upsample
-        self.weights = {"lambda_b": lambda_b, "lambda_s": lambda_s, "lambda_n": lambda_n, "lambda_c": lambda_c}
+        self.weights = {"lambda_b": lambda_b, "lambda_s": lambda_s, "lambda_n": lambda_n, "lambda_c": lambda_c,
+                        "lambda_g": lambda_g}
         self.backbone = create_backbone(backbone, pretrained_path, out_indices=STAGES, img_size=side)
-        self.cam_layers = {"Grad-CAM": "backbone.net." + self.backbone.net.feature_info.module_name()[-1]}
+        self.last_stage = nn.Identity()  # what Grad-CAM hooks: the last stage, channels first, inside every forward
         channels = self.backbone.stage_channels
         with torch.no_grad():
             was_training = self.backbone.training
@@ -139,7 +153,7 @@ class PIM(GazeModel):
         """The last stage map (B,C,h,w); the earlier stages of the same call are kept for
         :meth:`forward_head` (so ``forward_head(forward_features(x)) == forward(x)`` and a
         differentiable Grad-CAM of the last stage sees PIM's whole head)."""
-        stages = self.backbone.forward_stages(images)
+        stages = self.stages(images)
         self._stages = stages
         return stages[-1]
 
@@ -173,7 +187,12 @@ class PIM(GazeModel):
     def forward_all(self, images: Tensor) -> dict[str, Tensor]:
         """The published output dict: ``layer1..4`` (B,S_l,K), ``select_layerX`` (B,n_l,K),
         ``drop_layerX`` (B,S_l-n_l,K) and ``comb_outs`` (B,K)."""
-        return self.heads(self.backbone.forward_stages(images))
+        return self.heads(self.stages(images))
+
+    def stages(self, images: Tensor) -> list[Tensor]:
+        """The backbone's stage maps (B,C_l,H_l,W_l), the last through :attr:`last_stage`."""
+        stages = self.backbone.forward_stages(images)
+        return [*stages[:-1], self.last_stage(stages[-1])]
 
     def heads(self, stages: Sequence[Tensor]) -> dict[str, Tensor]:
         """:meth:`forward_all`'s dict from the stage maps."""
@@ -208,8 +227,27 @@ class PIM(GazeModel):
         total = w["lambda_b"] * loss_layers + w["lambda_n"] * loss_drop + w["lambda_c"] * loss_ce
         if w["lambda_s"]:
             total = total + w["lambda_s"] * loss_select
-        return {"loss": total, "loss_ce": loss_ce, "loss_layers": loss_layers, "loss_select": loss_select.detach(),
-                "loss_drop": torch.as_tensor(loss_drop, dtype=total.dtype), "logits": outputs["comb_outs"].detach()}
+        parts = {"loss_ce": loss_ce, "loss_layers": loss_layers, "loss_select": loss_select.detach(),
+                 "loss_drop": torch.as_tensor(loss_drop, dtype=total.dtype)}
+        if w["lambda_g"]:
+            if batch.get("gaze") is None:
+                raise ValueError("PIM with lambda_g > 0 needs the gaze map in its training batches")
+            parts["loss_gaze"] = self.gaze_loss(outputs, batch["gaze"])
+            total = total + w["lambda_g"] * parts["loss_gaze"]
+        return {"loss": total, **parts, "logits": outputs["comb_outs"].detach()}
+
+    def gaze_loss(self, outputs: Mapping[str, Tensor], gaze: Tensor) -> Tensor:
+        """mean_l MSE(selector confidence of stage l in [0, 1], the gaze map (B,1,H,W) area-averaged
+        to stage l's grid and min-max normalised) (the gaze-guided selector, module docstring)."""
+        floor = 1.0 / self.num_classes
+        losses = []
+        for l, (h, w) in enumerate(self.grids, 1):
+            confidence = (outputs[f"layer{l}"].softmax(-1).amax(-1) - floor) / (1 - floor)  # (B, S_l)
+            target = F.adaptive_avg_pool2d(gaze.float(), (h, w)).flatten(1)
+            low, high = target.amin(1, keepdim=True), target.amax(1, keepdim=True)
+            target = (target - low) / (high - low).clamp_min(1e-6)
+            losses.append(F.mse_loss(confidence, target))
+        return torch.stack(losses).mean()
 
     def head_probabilities(self, outputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Softmax (B, K) of every head of :meth:`forward_all`'s ``outputs``: ``layer1..4`` (the

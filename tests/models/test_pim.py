@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from gaze.engine.optim import ScheduleSpan, lr_factor
 from gaze.models import create_model
+from gaze.models.cam import grad_cam
 from gaze.models.pim import Combiner
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -144,4 +145,32 @@ def test_token_backbones_give_every_head(backbone, size, grids):
         outputs = model.forward_all(torch.randn(2, 3, size, size))
     for l, (h, w) in enumerate(grids, 1):
         assert outputs[f"layer{l}"].shape == (2, h * w, 4)
-    assert outputs["comb_outs"].shape == (2, 4) and model.cam_layers["Grad-CAM"].startswith("backbone.net.")
+    assert outputs["comb_outs"].shape == (2, 4)
+    cams = grad_cam(model, torch.randn(2, 3, size, size), targets=torch.tensor([0, 3]))  # the NCHW last stage
+    assert cams.cams.shape == (2, 1, size, size) and torch.isfinite(cams.cams).all() and cams.cams.amax() > 0
+
+
+def test_the_gaze_guided_selector_loss_is_its_formula_and_needs_gaze_in_training():
+    torch.manual_seed(0)
+    model = create_model("pim", num_classes=4, backbone="resnet18", input_size=64, fpn_size=16,
+                         num_selects=[5, 3, 2, 1], lambda_g=2.0).eval()
+    gaze = torch.rand(2, 1, 64, 64)
+    batch = {"image": torch.randn(2, 3, 64, 64), "label": torch.tensor([0, 3]), "gaze": gaze}
+    parts = model.loss(batch)
+    outputs = model.forward_all(batch["image"])
+    expected = []
+    for l, (h, w) in enumerate(model.grids, 1):  # by hand: block means of the gaze, min-max; rescaled max-softmax
+        blocks = gaze[:, 0].reshape(2, h, 64 // h, w, 64 // w).mean((2, 4)).flatten(1)
+        blocks = (blocks - blocks.min(1, keepdim=True).values) / (blocks.max(1, keepdim=True).values
+                                                                  - blocks.min(1, keepdim=True).values)
+        confidence = (outputs[f"layer{l}"].softmax(-1).max(-1).values - 0.25) / 0.75
+        expected.append(((confidence - blocks) ** 2).mean())
+    torch.testing.assert_close(parts["loss_gaze"], sum(expected) / 4, rtol=1e-4, atol=1e-6)
+    model.weights["lambda_g"] = 0.0
+    torch.testing.assert_close(parts["loss"] - 2.0 * parts["loss_gaze"], model.loss(batch)["loss"], rtol=1e-5, atol=1e-5)
+    cls = type(model)
+    assert cls.needs_gaze("train", {"lambda_g": 0.5}) and not cls.needs_gaze("train", {"lambda_g": 0.0})
+    assert not cls.needs_gaze("test", {"lambda_g": 0.5})
+    model.weights["lambda_g"] = 1.0
+    with pytest.raises(ValueError, match="needs the gaze map"):
+        model.loss({"image": batch["image"], "label": batch["label"]})
