@@ -31,6 +31,7 @@ attention_samples = 'all'     # GRADIA phase 2: 'all' (every image with a mask: 
 fpn_size = None               # PIM: FPN width F; None: 512 (published: 1536 for Swin-L)
 num_selects = None            # PIM: tokens kept per stage, e.g. [2048, 512, 128, 32] (Swin-L 384); None: the published fractions of each stage's tokens
 fpn_upsample = None           # PIM: 'bilinear' (CNNs, published for ResNet/EfficientNet) | 'conv' (token-axis Conv1d: Swin, ViT); None: 'bilinear'
+stage_modules = None          # PIM: timm module names read as the four stages, e.g. the published Swin's ['layers.1.downsample', 'layers.2.downsample', 'layers.3.downsample', 'layers.3']; None: the last four features_only stages
 lambda_b = 0.5                # PIM loss weights (published 0.5 / 0 / 5 / 1): token-mean CE of every stage,
 lambda_s = 0.0                #   CE of the selected tokens,
 lambda_n = 5.0                #   MSE(tanh(dropped logits), -1),

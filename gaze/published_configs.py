@@ -10,7 +10,7 @@ a key changes nothing here, in a warning:
   the reported head are chosen on it); no trailing slash needed; relative paths are taken
   from the repository root, as all our config paths;
 * ``model_name`` -> the published builder's backbone and FPN up-sampling (swin-t: timm
-  Swin-L 384 with conv; resnet50: ResNet-50, bilinear, MIIL 21k weights from
+  Swin-L 384 with conv, each stage read after its patch merging as published; resnet50: ResNet-50, bilinear, MIIL 21k weights from
   ``resnet50_miil_21k.pth``; vit: ViT-B/16 MIIL, conv; efficient: EfficientNet-B7,
   bilinear), any other name = a timm architecture;
 * ``warmup_batchs`` counts batches; our warm-up counts optimizer steps: / ``update_freq``;
@@ -66,8 +66,12 @@ def _backbone(name: Any, key: str, path: Path) -> Pairs:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{path}: key {key!r} = {name!r}: expected resnet50, swin-t, vit, efficient or a timm name")
     if name in PIM_BUILDERS:
+        from gaze.models.pim import PUBLISHED_SWIN_STAGES
+
         backbone, upsample, weights = PIM_BUILDERS[name]
-        return [("backbone", backbone, key), ("fpn_upsample", upsample, key), ("pretrain_path", weights, key)]
+        stages = list(PUBLISHED_SWIN_STAGES) if name == "swin-t" else None  # each stage after its merging
+        return [("backbone", backbone, key), ("fpn_upsample", upsample, key), ("pretrain_path", weights, key),
+                ("stage_modules", stages, key)]
     from gaze.models.backbones import PACKAGE_WEIGHTS  # timm only when a YAML is read
 
     package = next((alias for alias, (_, _, arch) in PACKAGE_WEIGHTS.items() if arch == name), None)

@@ -18,6 +18,7 @@ def test_every_key_of_pims_cub_yaml_maps_to_ours():
         "model_path": "runs/CUB200-T2", "model_name": "T3000",
         "train_dir": "../datas/train/", "test_dir": "../datas/test/", "input_size": 384, "workers": 2,
         "batch_size": 16, "backbone": "swin_large_patch4_window12_384", "fpn_upsample": "conv", "pretrain_path": None,
+        "stage_modules": ["layers.1.downsample", "layers.2.downsample", "layers.3.downsample", "layers.3"],
         "init_from": None, "optimizer": "sgd", "momentum": 0.9, "nesterov": True, "init_lr": 5e-4,
         "weight_decay": 5e-4, "end_epoch": 50, "warmup_steps": 400, "amp": "fp16", "fpn_size": 1536,
         "num_classes": 200, "num_selects": [2048, 512, 128, 32], "lambda_b": 0.5, "lambda_s": 0.0, "lambda_n": 5.0,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
+from typing import Sequence
 
 import timm
 import torch
@@ -43,6 +44,11 @@ PACKAGE_WEIGHTS = {
         "tf_efficientnet_lite0",
     ),
 }
+
+def _keep_stage_output(module: nn.Module, _inputs, output: Tensor) -> None:
+    """Forward hook of a ``stage_modules`` module: keep its output for ``forward_stages``."""
+    module.stage_output = output
+
 
 class Backbone(nn.Module):
     """A timm network without its classifier: images -> spatial feature map(s).
@@ -66,6 +72,7 @@ class Backbone(nn.Module):
         out_indices: tuple[int, ...] | None = None,
         output_stride: int | None = None,
         img_size: int | None = None,
+        stage_modules: Sequence[str] | None = None,
     ) -> None:
         """Build timm ``name`` with random weights.
 
@@ -87,6 +94,10 @@ class Backbone(nn.Module):
             img_size: the input side of an architecture built for one size (timm's
                 ``fixed_input_size``: ViT, Swin; their position tables and windows follow it);
                 ignored by CNNs, which take any size.
+            stage_modules: module names of the whole timm network (``named_modules``) whose
+                outputs are the stages, in this order, instead of ``out_indices`` (PIM's Swin
+                reads each stage after its patch merging: 'layers.1.downsample', ...); the
+                network keeps timm's own parameter names.
         """
         super().__init__()
         self.arch = name
@@ -97,7 +108,31 @@ class Backbone(nn.Module):
         pretrained_cfg = timm.get_pretrained_cfg(name)
         if img_size is not None and pretrained_cfg is not None and pretrained_cfg.fixed_input_size:
             extra["img_size"] = img_size
-        if self.encoder_only:
+        self.stage_modules = tuple(stage_modules or ())
+        if self.stage_modules:
+            self.encoder_only = True
+            self.net = timm.create_model(name, pretrained=False, num_classes=0, **extra)
+            self.channels_last = str(getattr(self.net, "output_fmt", "NCHW")).endswith("NHWC")
+            for module_name in self.stage_modules:
+                try:
+                    module = self.net.get_submodule(module_name)
+                except AttributeError:
+                    raise ValueError(f"{name} has no module {module_name!r} to read a stage from") from None
+                module.register_forward_hook(_keep_stage_output)
+            side = img_size or (pretrained_cfg.input_size[-1] if pretrained_cfg else 224)
+            was_training = self.net.training
+            stages = self._tapped_stages(torch.zeros(1, 3, side, side), self.net.eval())
+            self.net.train(was_training)
+            sum(stage.sum() for stage in stages).backward()  # which parameters the stages depend on
+            for parameter in self.net.parameters():
+                if parameter.grad is None:  # after the last stage (Swin's final norm): frozen, so DDP
+                    parameter.requires_grad_(False)  # never waits for a gradient that cannot come
+                parameter.grad = None
+            stages = [stage.detach() for stage in stages]
+            self.stage_channels = [stage.shape[1] for stage in stages]
+            self.stage_reductions = [side // stage.shape[-1] for stage in stages]
+            self.num_features = self.stage_channels[-1]
+        elif self.encoder_only:
             indices = tuple(out_indices) if out_indices is not None else (-1,)
             self.net = timm.create_model(name, pretrained=False, features_only=True, out_indices=indices, **extra)
             self.stage_channels = list(self.net.feature_info.channels())
@@ -121,11 +156,23 @@ class Backbone(nn.Module):
         self.register_buffer("input_scale", scale.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("input_shift", shift.view(1, 3, 1, 1), persistent=False)
 
+    def _tapped_stages(self, images: Tensor, net: nn.Module) -> list[Tensor]:
+        """The ``stage_modules`` outputs of one ``forward_features`` pass, channels first."""
+        net.forward_features(images)
+        stages = []
+        for name in self.stage_modules:
+            module = net.get_submodule(name)
+            stages.append(module.stage_output)
+            del module.stage_output  # no activation outlives the pass
+        return [stage.permute(0, 3, 1, 2) for stage in stages] if self.channels_last else stages
+
     def forward_stages(self, images: Tensor) -> list[Tensor]:
         """The requested stage maps [(B,C_i,h_i,w_i)] of ImageNet-normalised ``images`` (B,3,H,W)
         (a token backbone's (B,h,w,C) stages are permuted to channels first)."""
         if self.convert_input:
             images = images * self.input_scale + self.input_shift
+        if self.stage_modules:
+            return self._tapped_stages(images, self.net)
         features = self.net(images)
         features = list(features) if isinstance(features, (list, tuple)) else [features]
         return [stage.permute(0, 3, 1, 2) for stage in features] if self.channels_last else features
@@ -152,6 +199,7 @@ def create_backbone(
     out_indices: tuple[int, ...] | None = None,
     output_stride: int | None = None,
     img_size: int | None = None,
+    stage_modules: Sequence[str] | None = None,
 ) -> Backbone:
     """Build a feature extractor and load local weights.
 
@@ -159,14 +207,14 @@ def create_backbone(
         name: timm architecture name.
         pretrained_path: None (random init), a local weight file, or an alias of
             ``PACKAGE_WEIGHTS`` such as ``"package:efficientnet-lite0"``.
-        encoder_only, drop_path_rate, out_indices, output_stride, img_size: see ``Backbone``.
+        encoder_only, drop_path_rate, out_indices, output_stride, img_size, stage_modules: see ``Backbone``.
 
     Returns:
         The ``Backbone``; ``forward_features(images)`` gives (B, num_features, h, w),
         ``forward_stages(images)`` every requested stage.
     """
     backbone = Backbone(name, encoder_only=encoder_only, drop_path_rate=drop_path_rate, out_indices=out_indices,
-                        output_stride=output_stride, img_size=img_size)
+                        output_stride=output_stride, img_size=img_size, stage_modules=stage_modules)
     if pretrained_path is not None:
         load_backbone_weights(backbone, pretrained_path)
     return backbone

@@ -37,6 +37,10 @@ from gaze.models.base import GazeModel
 #: Stages read: the last four timm ``features_only`` stages (ResNet layer1-4, Swin layers.0-3,
 #: ViT blocks.8-11 as published, EfficientNet's last four).
 STAGES = (-4, -3, -2, -1)
+#: The published Swin stages (§3.3, timm 0.5.4's PatchMerging at the END of stages 1-3): each
+#: stage after its merging, i.e. in timm >= 0.9's layout the outputs of layers.1-3.downsample and
+#: of layers.3 (Swin-L at 384: 48^2 x 384, 24^2 x 768, 12^2 x 1536, 12^2 x 1536).
+PUBLISHED_SWIN_STAGES = ("layers.1.downsample", "layers.2.downsample", "layers.3.downsample", "layers.3")
 #: The published selection of Swin-L at 384 px (2048/2304, 512/576, 128/144, 32/144 tokens):
 #: the default fraction of each stage's tokens kept when ``num_selects`` is None.
 SELECT_FRACTIONS = (2048 / 2304, 512 / 576, 128 / 144, 32 / 144)
@@ -99,6 +103,7 @@ class PIM(GazeModel):
         lambda_n: float = LOSS_WEIGHTS["lambda_n"],
         lambda_c: float = LOSS_WEIGHTS["lambda_c"],
         lambda_g: float = 0.0,
+        stage_modules: Sequence[str] | None = None,
     ) -> None:
         """Args:
             num_classes: K.
@@ -112,6 +117,9 @@ class PIM(GazeModel):
             fpn_upsample: 'bilinear' (CNNs as published) | 'conv' (token-axis Conv1d: Swin, ViT).
             lambda_b, lambda_s, lambda_n, lambda_c: the loss weights (§3.4).
             lambda_g: weight of the gaze-guided selector loss (0: off, as published).
+            stage_modules: module names of the timm network whose outputs are the four stages
+                (the published Swin: :data:`PUBLISHED_SWIN_STAGES`); None: the last four
+                ``features_only`` stages.
         """
         super().__init__()
         if fpn_upsample not in ("bilinear", "conv"):
@@ -122,7 +130,8 @@ class PIM(GazeModel):
         self.fpn_upsample = fpn_upsample
         self.weights = {"lambda_b": lambda_b, "lambda_s": lambda_s, "lambda_n": lambda_n, "lambda_c": lambda_c,
                         "lambda_g": lambda_g}
-        self.backbone = create_backbone(backbone, pretrained_path, out_indices=STAGES, img_size=side)
+        self.backbone = create_backbone(backbone, pretrained_path, out_indices=None if stage_modules else STAGES,
+                                        img_size=side, stage_modules=stage_modules)
         self.last_stage = nn.Identity()  # what Grad-CAM hooks: the last stage, channels first, inside every forward
         channels = self.backbone.stage_channels
         with torch.no_grad():
