@@ -3,11 +3,15 @@
     python folder/evaluate.py                                      # this config's run (its last phase)
     python folder/evaluate.py --checkpoint=runs/folder/gradia/phase2/ckpt_best.pt \\
         --assessments=phase2_edit_attention_accuracy_test.json       # + the reasonability matrix
+    python folder/evaluate.py folder/configs/CUB200_SwinT.yaml --checkpoint=records/CUB200-T2/T3000/backup/best.pt
 
 Writes to <eval_dir> (default <checkpoint folder>/evaluation): classification_report.json,
 predictions.csv, confusion_matrix.png, and with masks GRADIA's img_fns.json,
 misclassified.json, IOU.json (threshold 0.75), attention/<id>.png overlays (BONE colour map
-times the photo) and, with --assessments, reasonablity_test.json and the matrix.
+times the photo) and, with --assessments, reasonablity_test.json and the matrix. A PIM
+checkpoint (ours, or FGVC-PIM's backup/best.pt, imported) also gets every head's accuracy
+in eval_results.txt (PIM's layout) and infer.py's infer_results.txt, infer_predictions.csv
+(id, label, prediction, score; infer_result.xlsx with openpyxl) and infer_cm.png.
 """
 
 from __future__ import annotations
@@ -30,12 +34,13 @@ from gaze.config import config_or_report, evaluated_config
 from gaze.engine.checkpoint import best_checkpoint
 from gaze.engine.dist import resolve_device
 from gaze.engine.evaluate import evaluate, report_protocols
+from gaze.engine.heads import checkpoint_run_names, head_accuracies, report_heads
 from gaze.engine.importers import import_checkpoint, load_model_checkpoint
 from gaze.engine.logging import report_logger
 from gaze.models import model_class
 from gaze.viz.attention import write_attention_evaluation, write_attention_visuals
 from gaze.viz.panels import first_batch
-from gaze.viz.reports import write_reports
+from gaze.viz.reports import write_infer_files, write_reports
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     if config["cam_images"] > 0:  # CAL / WS-DAN: their attention maps, crops and drops as infer.py draws them
         write_attention_visuals(model, first_batch(test_set, config["cam_images"]), out_dir / "attention_maps",
                                 test_set.transform.mean, test_set.transform.std)
+    project, experiment = checkpoint_run_names(path)
+    for line in report_heads(results, None, out_dir, project, experiment):  # PIM: every head, eval_results.txt
+        report_logger().info(f"{path}: test, {line}")
+    if head_accuracies(results):  # PIM's infer.py files of the model's logits (the combiner)
+        write_infer_files(results, out_dir, data.class_names,
+                          ["[Infer Results]", f"Project: {project}, Experiment: {experiment}"])
     for protocol_line in report_protocols(model, loader, device, out_dir):
         report_logger().info(f"{path}: test, {protocol_line}")
     answer = answer_file(model, {**config, "answer_path": config["answer_path"] or str(out_dir / "answer.txt")}, data, out_dir)

@@ -83,6 +83,15 @@ def head_lines(test: Mapping[str, Mapping[str, float]], val: Mapping[str, Mappin
     return lines
 
 
+def checkpoint_run_names(path: str | Path) -> tuple[str, str]:
+    """(project, experiment) of a checkpoint for eval_results.txt: its run folder and the one above
+    (PIM's records/<project>/<experiment>/backup/best.pt: the folders above backup/)."""
+    run = Path(path).resolve().parent
+    if run.name == "backup":
+        run = run.parent
+    return run.parent.name, run.name
+
+
 def report_heads(test: Mapping | None, val: Mapping | None, out_dir, project: str, experiment: str) -> list[str]:
     """Write ``eval_results.txt`` and ``heads.json`` ({'chosen_on_val', 'val', 'test'}) of a
     multi-head model's test (and validation) results to ``out_dir``; returns the summary lines

@@ -22,6 +22,18 @@ into a 'cal' or a 'wsdan' model (the weights are the same; WS-DAN.PyTorch's ResN
 layer4 at stride 2: evaluate those with ``--output_stride=32``). A file without
 ``feature_center`` (``model_bestacc.pth``) gets zero centres (only training uses them).
 
+FGVC-PIM (cub_pim.md §3.3, §3.6): ``backup/best.pt`` / ``last.pt`` = ``{'model', 'optimizer', 'epoch'}``
+(epoch 0-based), the names of its ``PluginMoodel``: ``backbone.*`` (the timm network; ResNet-50's
+through torchvision's feature extractor, same names), ``fpn.Proj_layer{1-4}.{0,2}.*`` (Linear,
+or 1x1 Conv2d for the "Conv" projection: the same weights squeezed), ``fpn.Up_layer{2-4}.*``
+(the token-axis Conv1d up path), ``fpn_classifier_layer{1-4}.{0,1,3}.*`` and ``combiner.*`` (our
+names). Swin checkpoints of timm 0.5.4 keep each PatchMerging at the END of stages 1-3
+(``layers.N.downsample``): it moves to the start of the next stage (``layers.N+1.downsample``,
+timm >= 0.9) and the model reads the published stages after each merging. ResNet and Swin
+backbones import; ViT (its CLS token, MIIL's input scale) and torchvision's EfficientNet-B7 (other
+parameter names) are refused, saying so. The combiner fixes only sum(num_selects): the
+published Swin-L's 2720 = [2048, 512, 128, 32] is filled in; other totals need ``--num_selects``.
+
 Our checkpoint (DESIGN §2): ``{'model', 'optimizer', 'scheduler', 'scaler', 'epoch',
 'best_metric', 'model_name', 'config', 'version'}``, only tensors and primitives.
 """
@@ -80,6 +92,9 @@ def convert_checkpoint(raw: dict, origin: str = "<checkpoint dict>") -> dict:
         return {**raw, "model": {strip_prefixes(k): v for k, v in raw["model"].items()}}
     if isinstance(raw.get("state_dict"), dict) and "logs" in raw:  # released CAL / WS-DAN
         return released_cal_checkpoint(raw, origin)
+    if isinstance(raw.get("model"), dict) and any(strip_prefixes(k).startswith(("fpn.", "combiner."))
+                                                  for k in raw["model"]):  # FGVC-PIM backup/best.pt, last.pt
+        return released_pim_checkpoint(raw, origin)
     if isinstance(raw.get("model_state_dict"), dict):  # released CUB-GHA
         state, epoch, lr = raw["model_state_dict"], raw.get("epoch"), raw.get("learning_rate")
     elif raw and all(isinstance(v, Tensor) for v in raw.values()):  # a bare state dict
@@ -183,6 +198,87 @@ def released_cal_checkpoint(raw: dict, origin: str) -> dict:
                             "output_stride": 16}
     checkpoint["compatible_models"] = ["cal", "wsdan"]
     return checkpoint
+
+
+#: The published Swin-L selection, the one a combiner's sum(num_selects) = 2720 identifies.
+PIM_SWIN_SELECTS = [2048, 512, 128, 32]
+#: Embedding width -> Swin size (timm names).
+SWIN_SIZES = {96: "tiny", 128: "base", 192: "large"}
+
+
+def convert_released_pim(state: dict[str, Tensor], origin: str = "<state dict>") -> dict[str, Tensor]:
+    """FGVC-PIM keys -> ours (see the module docstring); the backbone's classifier (``head.``,
+    ``fc.``, never read by the stages) is dropped; every other key is mapped or an error."""
+    moved_merging = any(k.startswith("backbone.layers.0.downsample.") for k in state)  # timm 0.5.4 Swin
+    converted = {}
+    for key, tensor in state.items():
+        head, _, rest = key.partition(".")
+        if head == "backbone":
+            if rest.startswith(("head.", "fc.")) or rest.endswith(("relative_position_index", "attn_mask")):
+                continue  # the 21k classifier; buffers timm >= 0.9 recomputes
+            if moved_merging and rest.startswith("layers.") and ".downsample." in rest:
+                stage, _, tail = rest[len("layers."):].partition(".")
+                rest = f"layers.{int(stage) + 1}.{tail}"
+            converted[f"backbone.net.{rest}"] = tensor
+        elif head == "fpn" and rest.startswith("Proj_layer"):
+            layer, _, tail = rest[len("Proj_layer"):].partition(".")
+            converted[f"projections.{int(layer) - 1}.{tail}"] = tensor.flatten(1) if tensor.ndim == 4 else tensor
+        elif head == "fpn" and rest.startswith("Up_layer"):
+            layer, _, tail = rest[len("Up_layer"):].partition(".")
+            converted[f"upsamples.{int(layer) - 2}.{tail}"] = tensor
+        elif head.startswith("fpn_classifier_layer"):
+            converted[f"classifiers.{int(head[len('fpn_classifier_layer'):]) - 1}.{rest}"] = tensor
+        elif head == "combiner":
+            converted[key] = tensor
+        else:
+            raise ValueError(f"{origin}: unexpected key {key!r} in a FGVC-PIM checkpoint")
+    return converted
+
+
+def _pim_backbone(state: dict[str, Tensor], origin: str) -> dict:
+    """Config keys of the backbone a converted PIM state dict holds (ResNet or Swin)."""
+    from gaze.models.pim import PUBLISHED_SWIN_STAGES  # the models only where a PIM file is read
+
+    if "backbone.net.layer1.0.conv1.weight" in state:
+        return {"backbone": infer_resnet(state, "backbone.net."), "stage_modules": None}  # any input size
+    if "backbone.net.layers.0.blocks.0.attn.qkv.weight" in state:
+        width = int(state["backbone.net.patch_embed.proj.weight"].shape[0])
+        window = (int(state["backbone.net.layers.0.blocks.0.attn.relative_position_bias_table"].shape[0]) ** 0.5 + 1) / 2
+        size = SWIN_SIZES.get(width)
+        if width == 96:
+            size = "tiny" if len({k.split(".")[5] for k in state if k.startswith("backbone.net.layers.2.blocks.")}) == 6 \
+                else "small"
+        if size is None or window not in (7, 12):
+            raise ValueError(f"{origin}: a Swin of width {width} and window {window:g} is not one timm names")
+        return {"backbone": f"swin_{size}_patch4_window{int(window)}_{224 if window == 7 else 384}",
+                "input_size": 224 if window == 7 else 384, "stage_modules": list(PUBLISHED_SWIN_STAGES)}
+    if "backbone.net.pos_embed" in state:
+        raise ValueError(f"{origin}: a PIM ViT checkpoint: not importable yet (the published ViT keeps the CLS token "
+                         "as a stage token and was fine-tuned on ImageNet-normalised inputs, unlike timm's MIIL ViT)")
+    if any(k.startswith("backbone.net.features.") for k in state):
+        raise ValueError(f"{origin}: a PIM EfficientNet checkpoint (torchvision efficientnet_b7): its parameter names "
+                         "do not map onto timm's EfficientNet; not importable")
+    raise ValueError(f"{origin}: unrecognised PIM backbone (first keys {list(state)[:5]})")
+
+
+def released_pim_checkpoint(raw: dict, origin: str) -> dict:
+    """Our checkpoint of a FGVC-PIM ``{'model', 'optimizer', 'epoch'}`` (its optimizer is not kept)."""
+    state = convert_released_pim({strip_prefixes(k): v for k, v in raw["model"].items()}, origin)
+    for needed in ("combiner.classifier.weight", "combiner.param_pool0.weight", "projections.0.2.weight"):
+        if needed not in state:
+            raise ValueError(f"{origin}: a FGVC-PIM checkpoint without {needed!r} (PIM without its FPN and combiner "
+                             "is broken as published and not importable)")
+    classes, fpn_size = state["combiner.classifier.weight"].shape
+    selected = int(state["combiner.param_pool0.weight"].shape[1])
+    config = {"model_type": "pim", "num_classes": int(classes), "fpn_size": int(fpn_size),
+              "fpn_upsample": "conv" if any(k.startswith("upsamples.") for k in state) else "bilinear",
+              **_pim_backbone(state, origin), "imported_from": origin}
+    if selected == sum(PIM_SWIN_SELECTS):  # else the config's num_selects (a key left out is not overridden)
+        config["num_selects"] = PIM_SWIN_SELECTS
+    epoch = raw.get("epoch")
+    return {"model": state, "optimizer": None, "scheduler": None, "scaler": None,
+            "epoch": int(epoch) + 1 if epoch is not None else 0,  # PIM saves the 0-based epoch it finished
+            "best_metric": None, "model_name": "pim", "config": config, "version": gaze.__version__}
 
 
 def convert_hafc_cxr(

@@ -129,3 +129,29 @@ def test_a_pim_yaml_trains_pim_on_train_and_test_folders_and_chooses_the_head_on
     wrong.write_text(yaml.read_text().replace("num_classes: 2", "num_classes: 200"))
     with pytest.raises(ValueError, match="'num_classes' = 200, but the data has 2 classes"):
         folder_train.main([str(wrong), f"--model_path={tmp_path}/runs"])
+
+
+def test_a_released_pim_checkpoint_evaluates_with_evaluate_py(tiny_gradia, tmp_path):
+    import timm
+
+    from tests.engine.test_pim_importer import pim_layout
+
+    state = pim_layout(timm.create_model("resnet18", pretrained=False).state_dict(), [64, 128, 256, 512],
+                       [256, 64, 16, 4], fpn=16, classes=2, selected=45, conv_projection=True, conv_up=False)
+    best = tmp_path / "records" / "tiny" / "pim" / "backup" / "best.pt"
+    best.parent.mkdir(parents=True)
+    torch.save({"model": state, "optimizer": {}, "epoch": 3}, best)
+    args = [f"--root={tiny_gradia}", "--layout=pim", "--input_size=64", "--batch_size=8", "--num_selects=[32, 8, 4, 1]",
+            f"--checkpoint={best}", f"--eval_dir={tmp_path}/eval", "--cam_images=0"]
+    assert folder_evaluate.main(args) == 0
+    out = tmp_path / "eval"
+    results = (out / "eval_results.txt").read_text().splitlines()
+    assert results[:3] == ["[Evaluation Results]", "Project: tiny, Experiment: pim", "Samples: 8"]
+    assert any(line.startswith("BEST_ACC: ") for line in results)
+    table = pd.read_csv(out / "infer_predictions.csv")
+    assert list(table.columns[:4]) == ["id", "label", "prediction", "score"] and len(table) == 8
+    assert ((table["score"] >= 0.5) & (table["score"] <= 1)).all()  # the predicted class's softmax of 2 classes
+    report = json.loads((out / "classification_report.json").read_text())
+    assert f"top-1 {report['top1']:.3f}%" in (out / "infer_results.txt").read_text()
+    with Image.open(out / "infer_cm.png") as image:
+        assert image.width < 1600
