@@ -57,6 +57,7 @@ val_fraction = 0.1            # validation split carved from the training images
 select_on_test = False        # True: train on all training images and pick the best epoch ON THE TEST SET, as published (optimistic; warned)
 input_size = 112              # published: 448
 color_jitter = None           # training [brightness, contrast(, saturation)] jitter on the image; None: the method's published recipe (GAT, baseline: [0.2, 0.2]; KFN: none; CAL: [0.126, 0, 0.5]); [0, 0]: none
+transforms = None             # 'cub' (resize the shorter side to input_size, random crop, flip, jitter: CUB-GHA's) | 'pim' (PIM's: squash to input_size x 510/384, random crop, flip, blur p 0.1, sharpness p 0.1; test centre crop); None: the method's recipe (PIM: 'pim'), else 'cub'
 batch_size = 16               # per process (published: 6 for GAT, 8 for KFN)
 workers = 0                   # DataLoader worker processes, 0 = in the main process (published: 8; the demo's images are tiny)
 
@@ -65,6 +66,7 @@ end_epoch = 10                # published: 150
 optimizer = None              # 'sgd' | 'adam' | 'adamw'; None: the method's recipe (GG-CAM: 'adam'), else 'sgd'
 init_lr = None                # None: the method's recipe (GG-CAM: 6e-3 EfficientNet / 5e-3 ResNet), else 0.01; published: 1e-3
 momentum = 0.9
+nesterov = None               # SGD with Nesterov momentum; None: the method's recipe (PIM: True), else False
 weight_decay = 1e-4
 lr_schedule = None            # 'multistep' (published) | 'cosine' | 'constant' | 'plateau' | 'cal_exponential'; None: the method's recipe (GG-CAM: 'plateau'; CAL: 'cal_exponential'), else 'cosine'
 lr_milestones = [50, 100]     # multistep: epochs after which lr *= lr_decay_rate

@@ -36,7 +36,7 @@ from gaze.data.human_attention import (
     read_verdicts,
     write_phase_two_train,
 )
-from gaze.data.transforms import build_full_resolution_transforms, build_transforms
+from gaze.data.transforms import build_full_resolution_transforms, build_pim_transforms, build_transforms
 from gaze.engine.dist import is_main_process, seed_everything
 from gaze.models import model_class
 from gaze.models.base import GazeModel
@@ -49,7 +49,8 @@ CUB_DIR = REPO_ROOT / "cub"
 MASKED_IMAGE_CROPS = ("shared", "independent")
 #: The CUB demo's training where a method states no recipe of its own (``training_recipe``):
 #: SGD 0.01 with a cosine schedule (the published 1e-3 MultiStepLR is cub/configs/*_r50.py).
-CUB_RECIPE = {"optimizer": "sgd", "init_lr": 0.01, "lr_schedule": "cosine", "select_metric": "top1"}
+CUB_RECIPE = {"optimizer": "sgd", "init_lr": 0.01, "lr_schedule": "cosine", "select_metric": "top1",
+              "transforms": "cub"}
 
 
 def resolve_path(path: str | None) -> Path | None:
@@ -61,7 +62,7 @@ def load_cub_config(argv: list[str] | None = None) -> dict[str, Any]:
     """``cub/config.py`` + override files + ``--key=value`` from ``argv``; values checked."""
     config = load_config(CUB_DIR / "config.py", sys.argv[1:] if argv is None else argv,
                          choices={**registry_choices(), "attention_samples": list(ATTENTION_SAMPLES),
-                                  "attention_source": list(ATTENTION_SOURCES)})
+                                  "attention_source": list(ATTENTION_SOURCES), "transforms": [None, "cub", "pim"]})
     config = apply_protocol(config, PUBLISHED, config["model_type"], "model_name")
     if config["model_name"] is None:  # one folder per method: a KFN run never resumes a GAT one
         suffix = PUBLISHED_SUFFIX if config["protocol"] == "published" else ""
@@ -149,13 +150,18 @@ def assessments(config: dict[str, Any], root: Path) -> dict[str, bool] | None:
 
 def build_dataset(config: dict[str, Any], root: Path, split: str, with_gaze: bool,
                   human: HumanAttention | None = None) -> CUBDataset:
-    """One split of the CUB folder ``root`` with the training or evaluation transform."""
+    """One split of the CUB folder ``root`` with the training or evaluation transform of ``transforms``
+    (CUB-GHA's, or PIM's: gaze maps follow the image's geometry, not its blur or sharpening)."""
     train = split in ("train", "trainval")
+    if config["transforms"] == "pim":
+        transform = build_pim_transforms(train=train, input_size=config["input_size"])
+    else:
+        transform = build_transforms(train=train, input_size=config["input_size"], color_jitter=color_jitter(config),
+                                     resize_size=resize_size(config))
     return CUBDataset(
         root,
         split=split,
-        transform=build_transforms(train=train, input_size=config["input_size"], color_jitter=color_jitter(config),
-                                   resize_size=resize_size(config)),
+        transform=transform,
         gaze=gaze_source(config) if with_gaze else None,
         val_fraction=config["val_fraction"],
         seed=config["seed"],

@@ -63,3 +63,19 @@ def test_bad_yaml_names_the_file_and_key(tmp_path, text, message):
 def test_another_suffix_is_still_refused():
     with pytest.raises(ConfigError, match=r"ending in \.py or \.yaml or \.yml"):
         load_folder_config(["config.json"])
+
+
+def test_pims_paper_configs_in_our_format_load_with_the_published_values():
+    from cub.experiment import load_cub_config
+
+    swin = load_cub_config([str(REPO_ROOT / "cub" / "configs" / "pim_swinl.py")])
+    yaml = load_folder_config([str(SWIN_YAML)])
+    for key in ("backbone", "stage_modules", "input_size", "fpn_size", "fpn_upsample", "num_selects", "init_lr",
+                "weight_decay", "optimizer", "nesterov", "end_epoch", "warmup_steps", "accumulate_steps", "amp",
+                "lambda_b", "lambda_s", "lambda_n", "lambda_c", "transforms", "lr_schedule", "batch_size"):
+        assert swin[key] == yaml[key], key  # the same run as PIM's own YAML
+    r50 = load_cub_config([str(REPO_ROOT / "cub" / "configs" / "pim_r50.py")])
+    assert (r50["backbone"], r50["pretrain_path"], r50["input_size"], r50["fpn_upsample"]) == \
+        ("resnet50", "resnet50_miil_21k.pth", 448, "bilinear")
+    assert load_cub_config(["--model_type=pim"])["transforms"] == "pim"  # PIM's recipe on the CUB tree too
+    assert load_cub_config([])["transforms"] == "cub"
