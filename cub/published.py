@@ -38,8 +38,11 @@ PUBLISHED: dict[str, dict[str, tuple[object, str]]] = {
                                       "(WS-DAN.PyTorch eval, gradia_cal.md B12)"),
     },
     "pim": {
+        **_TEST_SELECTION,
         "optimizer": ("sgd", "SGD with Nesterov momentum 0.9 (main.py, cub_pim.md §3.5)"),
         "init_lr": (5e-4, "max_lr 5e-4 (configs/CUB200_SwinT.yaml, cub_pim.md §3.1)"),
+        "lr_schedule": ("pim_published", "the cosine after the warm-up divides by the whole length T, not T - W, "
+                                         "and ends near 2.2e-6 on CUB, not 0 (cub_pim.md §3.5)"),
     },
     "gradia": {
         "init_lr": (1e-4, "Adam lr 1e-4 in both phases (GRADIA.py, gradia_cal.md A5-A6)"),
