@@ -237,7 +237,7 @@ def convert_released_pim(state: dict[str, Tensor], origin: str = "<state dict>")
 
 def _pim_backbone(state: dict[str, Tensor], origin: str) -> dict:
     """Config keys of the backbone a converted PIM state dict holds (ResNet or Swin)."""
-    from gaze.models.pim import PUBLISHED_SWIN_STAGES  # the models only where a PIM file is read
+    from gaze.models.backbones import SWIN_MERGED_STAGES  # timm only where a PIM file is read
 
     if "backbone.net.layer1.0.conv1.weight" in state:
         return {"backbone": infer_resnet(state, "backbone.net."), "stage_modules": None}  # any input size
@@ -251,7 +251,7 @@ def _pim_backbone(state: dict[str, Tensor], origin: str) -> dict:
         if size is None or window not in (7, 12):
             raise ValueError(f"{origin}: a Swin of width {width} and window {window:g} is not one timm names")
         return {"backbone": f"swin_{size}_patch4_window{int(window)}_{224 if window == 7 else 384}",
-                "input_size": 224 if window == 7 else 384, "stage_modules": list(PUBLISHED_SWIN_STAGES)}
+                "input_size": 224 if window == 7 else 384, "stage_modules": list(SWIN_MERGED_STAGES)}
     if "backbone.net.pos_embed" in state:
         raise ValueError(f"{origin}: a PIM ViT checkpoint: not importable yet (the published ViT keeps the CLS token "
                          "as a stage token and was fine-tuned on ImageNet-normalised inputs, unlike timm's MIIL ViT)")

@@ -49,6 +49,12 @@ PACKAGE_WEIGHTS = {
     ),
 }
 
+#: A Swin's four stages each read after its patch merging, as timm 0.5.4 placed the merging at the
+#: END of stages 1-3 (PIM's Swin, cub_pim.md §3.3): in timm >= 0.9's layout the outputs of
+#: layers.1-3.downsample and of layers.3 (Swin-L at 384: 48^2 x 384, 24^2 x 768, 12^2 x 1536 twice).
+SWIN_MERGED_STAGES = ("layers.1.downsample", "layers.2.downsample", "layers.3.downsample", "layers.3")
+
+
 def _keep_stage_output(module: nn.Module, _inputs, output: Tensor) -> None:
     """Forward hook of a ``stage_modules`` module: keep its output for ``forward_stages``."""
     module.stage_output = output

@@ -31,16 +31,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gaze.models._registry import register_model
-from gaze.models.backbones import create_backbone
+from gaze.models.backbones import SWIN_MERGED_STAGES, create_backbone
 from gaze.models.base import GazeModel
 
 #: Stages read: the last four timm ``features_only`` stages (ResNet layer1-4, Swin layers.0-3,
 #: ViT blocks.8-11 as published, EfficientNet's last four).
 STAGES = (-4, -3, -2, -1)
-#: The published Swin stages (§3.3, timm 0.5.4's PatchMerging at the END of stages 1-3): each
-#: stage after its merging, i.e. in timm >= 0.9's layout the outputs of layers.1-3.downsample and
-#: of layers.3 (Swin-L at 384: 48^2 x 384, 24^2 x 768, 12^2 x 1536, 12^2 x 1536).
-PUBLISHED_SWIN_STAGES = ("layers.1.downsample", "layers.2.downsample", "layers.3.downsample", "layers.3")
+#: The published Swin stages (§3.3): each after its patch merging (:data:`SWIN_MERGED_STAGES`).
+PUBLISHED_SWIN_STAGES = SWIN_MERGED_STAGES
 #: The published selection of Swin-L at 384 px (2048/2304, 512/576, 128/144, 32/144 tokens):
 #: the default fraction of each stage's tokens kept when ``num_selects`` is None.
 SELECT_FRACTIONS = (2048 / 2304, 512 / 576, 128 / 144, 32 / 144)
