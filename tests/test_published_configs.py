@@ -38,6 +38,11 @@ def test_command_line_keys_after_the_yaml_win_and_builders_map(tmp_path):
     assert config["init_lr"] == 3e-4  # PyYAML reads 3e-4 as a string: converted
     assert (config["optimizer"], config["weight_decay"]) == ("adamw", 0.01)  # published AdamW gets lr only
     assert config["warmup_steps"] == 3 and config["batch_size"] == 4  # ceil(5 / 2) optimizer steps
+    assert config["stage_modules"] is None  # ResNet: its layer1-4
+    yaml.write_text("model_name: efficient\n")
+    config = load_folder_config([str(yaml)])
+    assert (config["backbone"], config["stage_modules"]) == ("efficientnet_b7", ["blocks.3", "blocks.4", "blocks.5",
+                                                                                 "blocks.6"])  # features.4-7
 
 
 @pytest.mark.parametrize("text, message", [

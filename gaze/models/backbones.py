@@ -55,6 +55,11 @@ PACKAGE_WEIGHTS = {
 SWIN_MERGED_STAGES = ("layers.1.downsample", "layers.2.downsample", "layers.3.downsample", "layers.3")
 
 
+#: torchvision EfficientNet's ``features.4-7`` (PIM's EfficientNet stages, §3.3) in timm's names:
+#: timm's ``blocks.N`` is torchvision's ``features.N+1`` (strides 16, 16, 32, 32).
+EFFICIENTNET_FEATURES_4_7 = ("blocks.3", "blocks.4", "blocks.5", "blocks.6")
+
+
 def _keep_stage_output(module: nn.Module, _inputs, output: Tensor) -> None:
     """Forward hook of a ``stage_modules`` module: keep its output for ``forward_stages``."""
     module.stage_output = output

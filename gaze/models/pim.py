@@ -34,8 +34,9 @@ from gaze.models._registry import register_model
 from gaze.models.backbones import SWIN_MERGED_STAGES, create_backbone
 from gaze.models.base import GazeModel
 
-#: Stages read: the last four timm ``features_only`` stages (ResNet layer1-4, Swin layers.0-3,
-#: ViT blocks.8-11 as published, EfficientNet's last four).
+#: Stages read by default: the last four timm ``features_only`` stages (ResNet layer1-4 and ViT
+#: blocks.8-11 as published, Swin layers.0-3, EfficientNet's last four); the published Swin and
+#: EfficientNet stages are ``stage_modules`` (SWIN_MERGED_STAGES, EFFICIENTNET_FEATURES_4_7).
 STAGES = (-4, -3, -2, -1)
 #: The published Swin stages (§3.3): each after its patch merging (:data:`SWIN_MERGED_STAGES`).
 PUBLISHED_SWIN_STAGES = SWIN_MERGED_STAGES
