@@ -105,6 +105,10 @@ def pim_folders(config: dict[str, Any], root: Path) -> tuple[Path, Path]:
     for key, split in (("train_dir", "train"), ("test_dir", "test")):
         folder = resolve_path(config[key]) if config[key] else root / split
         ensure_demo(folder.parent)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder (config key {key!r}; a PIM YAML's "
+                                    f"{'train_root' if split == 'train' else 'val_root'}): expected <class>/*.jpg "
+                                    "folders, e.g. written from CUB_200_2011 by `python cub/to_folder.py`")
         folders.append(folder)
     return folders[0], folders[1]
 

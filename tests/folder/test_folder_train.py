@@ -155,3 +155,8 @@ def test_a_released_pim_checkpoint_evaluates_with_evaluate_py(tiny_gradia, tmp_p
     assert f"top-1 {report['top1']:.3f}%" in (out / "infer_results.txt").read_text()
     with Image.open(out / "infer_cm.png") as image:
         assert image.width < 1600
+
+
+def test_a_missing_pim_folder_names_the_key_and_the_yaml_key(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no such folder \(config key 'train_dir'; a PIM YAML's train_root\)"):
+        load_data(load_folder_config(["--layout=pim", f"--train_dir={tmp_path}/nothing"]))
