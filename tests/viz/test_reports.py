@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -93,3 +94,17 @@ def test_class_name_count_must_match_and_default_names():
     table = predictions_frame([7], np.array([2]), np.array([[0.1, 0.2, 0.7]]))
     assert list(table.columns) == ["id", "label", "prediction", "prob_0", "prob_1", "prob_2"]
     assert table.loc[0, "id"] == "7" and table.loc[0, "prediction"] == 2
+
+
+def test_infer_files_hold_the_hand_counted_accuracy_and_scores(tmp_path):
+    from gaze.viz.reports import write_infer_files
+
+    results = {"ids": ["a", "b", "c"], "labels": np.array([0, 1, 1]),
+               "probabilities": np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]], dtype=np.float32)}
+    written = write_infer_files(results, tmp_path, ["x", "y"], ["[Infer Results]", "Project: p, Experiment: e"])
+    assert (tmp_path / "infer_results.txt").read_text().splitlines() == [
+        "[Infer Results]", "Project: p, Experiment: e", "Samples: 3", "", "    top-1 66.667%", "    top-3 100.000%"]
+    table = pd.read_csv(tmp_path / "infer_predictions.csv")
+    assert table["prediction"].tolist() == [0, 1, 0] and np.allclose(table["score"], [0.9, 0.7, 0.6])
+    assert table["prediction_name"].tolist() == ["x", "y", "x"] and (tmp_path / "infer_cm.png").is_file()
+    assert (tmp_path / "infer_result.xlsx" in written) == (importlib.util.find_spec("openpyxl") is not None)
