@@ -5,13 +5,16 @@
         --pretrain_path=pretrained/resnet50-19c8e357.pth --input_size=224   # GRADIA's own data
     python folder/train.py --phase=2 --init_from=runs/folder/gradia/phase1/ckpt_best.pt \\
         --ratings=export/reasonablity_val.json --masks_dir=export/masks     # phase 2 from the app's answers
+    python folder/train.py folder/configs/pim_demo.yaml                     # PIM from one of PIM's own YAML files
 
 Loads folder/config.py, then override files, then --key=value (see `--help`). GRADIA: phase 1
 (cross-entropy) in <run>/phase1/, then phase 2 (weighted CE + Grad-CAM-to-mask L1) from
 phase 1's best weights in <run>/phase2/, on the training images plus the rated validation
 images (<run>/p2_train.csv) and selected on the validation images left. Each phase writes
 the engine's files; the last one also GRADIA's evaluation/ files (img_fns.json,
-misclassified.json, IOU.json) and <run>/cam/ Grad-CAM panels beside the human masks.
+misclassified.json, IOU.json) and <run>/cam/ Grad-CAM panels beside the human masks. PIM
+prints every head's accuracy and the head chosen on validation, and writes eval_results.txt
+and heads.json.
 """
 
 from __future__ import annotations
