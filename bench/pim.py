@@ -7,7 +7,7 @@ on the synthetic CUB set.
 same backbone with a plain linear head (global average pool -> Linear(K)) — the baseline —
 at the CPU demo size (EfficientNet-Lite0, 112 px, batch 16) and at the published sizes with
 batch 1-2 (ResNet-50 at 448, Swin-L at 384 with the published stages after each patch merging,
-ViT-B/16 at 448, EfficientNet-B7 at 448 with the published features.4-7; 200 classes, PIM's
+ViT-B/16 at 448 with the class token, EfficientNet-B7 at 448 with the published features.4-7; 200 classes, PIM's
 published fpn_size 1536 / 512 and selections). Each configuration runs in a fresh
 process: the median step time over ``--rounds`` (after one warm-up step) and the process's peak
 memory (CUDA: max_memory_allocated; CPU: peak resident set, torch included); ratio = PIM /
@@ -33,16 +33,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: The published Swin and EfficientNet stages (gaze.models.backbones.SWIN_MERGED_STAGES, EFFICIENTNET_FEATURES_4_7),
+#: The published Swin, EfficientNet and ViT stages (gaze.models.backbones: SWIN_MERGED_STAGES, ...),
 #: spelled out so the parent process imports no model.
 SWIN_STAGES = ["layers.1.downsample", "layers.2.downsample", "layers.3.downsample", "layers.3"]
 EFFICIENTNET_STAGES = ["blocks.3", "blocks.4", "blocks.5", "blocks.6"]
+VIT_STAGES = ["blocks.8", "blocks.9", "blocks.10", "blocks.11"]
 #: (label, backbone, input px, batch, fpn_size, fpn_upsample, num_selects or None, stage_modules or None) of (a).
 COST_CASES = (
     ("demo: Lite0", "tf_efficientnet_lite0", 112, 16, 512, "bilinear", None, None),
     ("ResNet-50", "resnet50", 448, 2, 512, "bilinear", None, None),
     ("Swin-L", "swin_large_patch4_window12_384", 384, 1, 1536, "conv", [2048, 512, 128, 32], SWIN_STAGES),
-    ("ViT-B/16", "vit_base_patch16_224_miil", 448, 2, 512, "conv", None, None),
+    ("ViT-B/16", "vit_base_patch16_224_miil", 448, 2, 512, "conv", None, VIT_STAGES),
     ("EfficientNet-B7", "efficientnet_b7", 448, 1, 512, "bilinear", None, EFFICIENTNET_STAGES),
 )
 NUM_CLASSES = 200

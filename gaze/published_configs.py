@@ -11,7 +11,8 @@ a key changes nothing here, in a warning:
   from the repository root, as all our config paths;
 * ``model_name`` -> the published builder's backbone and FPN up-sampling (swin-t: timm
   Swin-L 384 with conv, each stage read after its patch merging as published; resnet50: ResNet-50, bilinear, MIIL 21k weights from
-  ``resnet50_miil_21k.pth``; vit: ViT-B/16 MIIL, conv; efficient: EfficientNet-B7,
+  ``resnet50_miil_21k.pth``; vit: ViT-B/16 MIIL, conv, blocks.8-11 with the class token;
+  efficient: EfficientNet-B7,
   bilinear, torchvision's features.4-7 read from timm's blocks.3-6), any other name = a timm
   architecture;
 * ``warmup_batchs`` counts batches; our warm-up counts optimizer steps: / ``update_freq``;
@@ -33,7 +34,7 @@ from gaze.config import ConfigError
 PIM_BUILDERS = {
     "swin-t": ("swin_large_patch4_window12_384", "conv", None, "swin"),  # timm hub IN-22k weights: never downloaded
     "resnet50": ("resnet50", "bilinear", "resnet50_miil_21k.pth", None),
-    "vit": ("vit_base_patch16_224_miil", "conv", "vit_base_patch16_224_miil_21k.pth", None),
+    "vit": ("vit_base_patch16_224_miil", "conv", "vit_base_patch16_224_miil_21k.pth", "vit"),
     "efficient": ("efficientnet_b7", "bilinear", None, "efficientnet"),  # torchvision weights: never downloaded
 }
 #: Keys PIM reads that change nothing here (why).
@@ -67,11 +68,12 @@ def _backbone(name: Any, key: str, path: Path) -> Pairs:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{path}: key {key!r} = {name!r}: expected resnet50, swin-t, vit, efficient or a timm name")
     if name in PIM_BUILDERS:
-        from gaze.models.backbones import EFFICIENTNET_FEATURES_4_7, SWIN_MERGED_STAGES
+        from gaze.models.backbones import EFFICIENTNET_FEATURES_4_7, SWIN_MERGED_STAGES, VIT_BLOCKS_8_11
 
         backbone, upsample, weights, taps = PIM_BUILDERS[name]
-        stages = {"swin": SWIN_MERGED_STAGES, "efficientnet": EFFICIENTNET_FEATURES_4_7}.get(taps)
-        stages = list(stages) if stages else None  # the published stages: Swin after each merging, features.4-7
+        stages = {"swin": SWIN_MERGED_STAGES, "vit": VIT_BLOCKS_8_11, "efficientnet": EFFICIENTNET_FEATURES_4_7}.get(taps)
+        stages = list(stages) if stages else None  # as published: Swin after each merging, ViT with its class
+        # token, EfficientNet's features.4-7
         return [("backbone", backbone, key), ("fpn_upsample", upsample, key), ("pretrain_path", weights, key),
                 ("stage_modules", stages, key)]
     from gaze.models.backbones import PACKAGE_WEIGHTS  # timm only when a YAML is read

@@ -43,6 +43,8 @@ def test_command_line_keys_after_the_yaml_win_and_builders_map(tmp_path):
     config = load_folder_config([str(yaml)])
     assert (config["backbone"], config["stage_modules"]) == ("efficientnet_b7", ["blocks.3", "blocks.4", "blocks.5",
                                                                                  "blocks.6"])  # features.4-7
+    yaml.write_text("model_name: vit\n")
+    assert load_folder_config([str(yaml)])["stage_modules"] == [f"blocks.{i}" for i in range(8, 12)]
 
 
 @pytest.mark.parametrize("text, message", [

@@ -30,7 +30,8 @@ or 1x1 Conv2d for the "Conv" projection: the same weights squeezed), ``fpn.Up_la
 names). Swin checkpoints of timm 0.5.4 keep each PatchMerging at the END of stages 1-3
 (``layers.N.downsample``): it moves to the start of the next stage (``layers.N+1.downsample``,
 timm >= 0.9) and the model reads the published stages after each merging. ResNet and Swin
-backbones import; ViT (its CLS token, MIIL's input scale) and torchvision's EfficientNet-B7 (other
+backbones import; ViT (fine-tuned on ImageNet-normalised inputs, where ours feeds MIIL's input
+scale) and torchvision's EfficientNet-B7 (other
 parameter names) are refused, saying so. The combiner fixes only sum(num_selects): the
 published Swin-L's 2720 = [2048, 512, 128, 32] is filled in; other totals need ``--num_selects``.
 
@@ -253,8 +254,8 @@ def _pim_backbone(state: dict[str, Tensor], origin: str) -> dict:
         return {"backbone": f"swin_{size}_patch4_window{int(window)}_{224 if window == 7 else 384}",
                 "input_size": 224 if window == 7 else 384, "stage_modules": list(SWIN_MERGED_STAGES)}
     if "backbone.net.pos_embed" in state:
-        raise ValueError(f"{origin}: a PIM ViT checkpoint: not importable yet (the published ViT keeps the CLS token "
-                         "as a stage token and was fine-tuned on ImageNet-normalised inputs, unlike timm's MIIL ViT)")
+        raise ValueError(f"{origin}: a PIM ViT checkpoint: not importable yet (it was fine-tuned on ImageNet-normalised "
+                         "inputs; our MIIL ViT converts them to MIIL's own input scale first)")
     if any(k.startswith("backbone.net.features.") for k in state):
         raise ValueError(f"{origin}: a PIM EfficientNet checkpoint (torchvision efficientnet_b7): its parameter names "
                          "do not map onto timm's EfficientNet; not importable")

@@ -55,6 +55,8 @@ PACKAGE_WEIGHTS = {
 SWIN_MERGED_STAGES = ("layers.1.downsample", "layers.2.downsample", "layers.3.downsample", "layers.3")
 
 
+#: PIM's ViT stages (§3.3): blocks 8-11 of a 12-block ViT, their class token kept.
+VIT_BLOCKS_8_11 = ("blocks.8", "blocks.9", "blocks.10", "blocks.11")
 #: torchvision EfficientNet's ``features.4-7`` (PIM's EfficientNet stages, §3.3) in timm's names:
 #: timm's ``blocks.N`` is torchvision's ``features.N+1`` (strides 16, 16, 32, 32).
 EFFICIENTNET_FEATURES_4_7 = ("blocks.3", "blocks.4", "blocks.5", "blocks.6")
@@ -134,16 +136,17 @@ class Backbone(nn.Module):
                 except AttributeError:
                     raise ValueError(f"{name} has no module {module_name!r} to read a stage from") from None
                 module.register_forward_hook(_keep_stage_output)
+            self.prefix_tokens = int(getattr(self.net, "num_prefix_tokens", 0))  # ViT's class token
             side = img_size or (pretrained_cfg.input_size[-1] if pretrained_cfg else 224)
             was_training = self.net.training
-            stages = self._tapped_stages(torch.zeros(1, 3, side, side), self.net.eval())
+            outputs = self._tapped_stages(torch.zeros(1, 3, side, side), self.net.eval())
             self.net.train(was_training)
-            sum(stage.sum() for stage in stages).backward()  # which parameters the stages depend on
+            sum(output.sum() for output in outputs).backward()  # which parameters the stages depend on
             for parameter in self.net.parameters():
                 if parameter.grad is None:  # after the last stage (Swin's final norm): frozen, so DDP
                     parameter.requires_grad_(False)  # never waits for a gradient that cannot come
                 parameter.grad = None
-            stages = [stage.detach() for stage in stages]
+            stages = [self._split_stage(output.detach())[0] for output in outputs]
             self.stage_channels = [stage.shape[1] for stage in stages]
             self.stage_reductions = [side // stage.shape[-1] for stage in stages]
             self.num_features = self.stage_channels[-1]
@@ -154,12 +157,14 @@ class Backbone(nn.Module):
             self.stage_reductions = list(self.net.feature_info.reduction())
             self.num_features = self.stage_channels[-1]
             self.channels_last = str(getattr(self.net, "output_fmt", "NCHW")).endswith("NHWC")  # Swin's stages
+            self.prefix_tokens = 0
         else:
             self.net = timm.create_model(name, pretrained=False, num_classes=0, global_pool="", **extra)
             self.num_features = self.net.num_features
             self.stage_channels = [self.num_features]
             self.stage_reductions = [output_stride or self.net.feature_info[-1]["reduction"]]
             self.channels_last = False
+            self.prefix_tokens = 0
         config = getattr(self.net, "pretrained_cfg", None) or {}
         self.mean = tuple(config.get("mean", IMAGENET_MEAN))
         self.std = tuple(config.get("std", IMAGENET_STD))
@@ -172,25 +177,46 @@ class Backbone(nn.Module):
         self.register_buffer("input_shift", shift.view(1, 3, 1, 1), persistent=False)
 
     def _tapped_stages(self, images: Tensor, net: nn.Module) -> list[Tensor]:
-        """The ``stage_modules`` outputs of one ``forward_features`` pass, channels first."""
+        """The ``stage_modules`` outputs of one ``forward_features`` pass, as the modules gave them."""
         net.forward_features(images)
         stages = []
         for name in self.stage_modules:
             module = net.get_submodule(name)
             stages.append(module.stage_output)
             del module.stage_output  # no activation outlives the pass
-        return [stage.permute(0, 3, 1, 2) for stage in stages] if self.channels_last else stages
+        return stages
 
-    def forward_stages(self, images: Tensor) -> list[Tensor]:
-        """The requested stage maps [(B,C_i,h_i,w_i)] of ImageNet-normalised ``images`` (B,3,H,W)
-        (a token backbone's (B,h,w,C) stages are permuted to channels first)."""
+    def _split_stage(self, stage: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(map (B,C,h,w), prefix tokens (B,P,C) or None) of one stage output: a ViT block's
+        (B, P + h w, C) sequence splits into its class token(s) and the square patch grid;
+        Swin's (B,h,w,C) is permuted; a CNN map passes."""
+        if stage.ndim == 3:
+            prefix, patches = stage[:, :self.prefix_tokens], stage[:, self.prefix_tokens:]
+            side = round(patches.shape[1] ** 0.5)
+            if side * side != patches.shape[1]:
+                raise ValueError(f"{self.arch}: {patches.shape[1]} patch tokens are not a square grid")
+            grid = patches.transpose(1, 2).reshape(len(stage), -1, side, side)
+            return grid, (prefix if self.prefix_tokens else None)
+        return (stage.permute(0, 3, 1, 2) if self.channels_last else stage), None
+
+    def forward_stage_tokens(self, images: Tensor) -> tuple[list[Tensor], list[Tensor | None]]:
+        """(the stage maps of :meth:`forward_stages`, per stage its prefix tokens (B,P,C) — a
+        ViT's class token, read at ``stage_modules`` blocks — or None)."""
         if self.convert_input:
             images = images * self.input_scale + self.input_shift
         if self.stage_modules:
-            return self._tapped_stages(images, self.net)
+            split = [self._split_stage(stage) for stage in self._tapped_stages(images, self.net)]
+            return [grid for grid, _ in split], [prefix for _, prefix in split]
         features = self.net(images)
         features = list(features) if isinstance(features, (list, tuple)) else [features]
-        return [stage.permute(0, 3, 1, 2) for stage in features] if self.channels_last else features
+        maps = [stage.permute(0, 3, 1, 2) for stage in features] if self.channels_last else features
+        return maps, [None] * len(maps)
+
+    def forward_stages(self, images: Tensor) -> list[Tensor]:
+        """The requested stage maps [(B,C_i,h_i,w_i)] of ImageNet-normalised ``images`` (B,3,H,W)
+        (a token backbone's (B,h,w,C) stages are permuted to channels first, a ViT's class
+        token left out: :meth:`forward_stage_tokens` has it)."""
+        return self.forward_stage_tokens(images)[0]
 
     def forward_features(self, images: Tensor) -> Tensor:
         """Final feature map (B,C,h,w) of ImageNet-normalised ``images`` (B,3,H,W)."""

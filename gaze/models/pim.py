@@ -2,8 +2,9 @@
 supervised token selector and GCN combiner on the stages of any backbone.
 
 Every stage map (B,C_l,H_l,W_l) is read as tokens (B, S_l = H_l W_l, C_l): CNN stages, Swin's
-(permuted to channels first by the backbone) and ViT's blocks.8-11 (timm's spatial tokens;
-the published ViT keeps the CLS token as a 785th, which no map can hold). FPN: per stage Linear(C_l -> C_l) -> ReLU -> Linear(C_l -> F)
+(permuted to channels first by the backbone) and ViT's blocks; with ``stage_modules`` a ViT's
+class token is kept as a token of every stage before its patches (S_l = 1 + H_l W_l: 785 at
+448 px, as published; :data:`gaze.models.backbones.VIT_BLOCKS_8_11`). FPN: per stage Linear(C_l -> C_l) -> ReLU -> Linear(C_l -> F)
 (the published "Linear"; its "Conv" = the same as 1x1 convolutions, identical on tokens),
 then top-down x_{l-1} += Up(x_l): ``fpn_upsample='conv'`` = Conv1d over the token axis
 (S_l -> S_{l-1}), ``'bilinear'`` = the maps resized x2 (published per backbone: Swin/ViT conv,
@@ -139,7 +140,10 @@ class PIM(GazeModel):
             self.backbone.train(was_training)
         grids = [as_tokens(stage)[1] for stage in stages]
         self.grids = grids
-        tokens = [h * w for h, w in grids]
+        self.prefix_tokens = self.backbone.prefix_tokens  # ViT's class token, a token of every stage as published
+        if self.prefix_tokens and fpn_upsample != "conv":
+            raise ValueError(f"{backbone}: stages with a class token need fpn_upsample='conv' (as published for ViT)")
+        tokens = [self.prefix_tokens + h * w for h, w in grids]
         if num_selects is None:
             num_selects = [max(1, min(s, round(s * f))) for s, f in zip(tokens, SELECT_FRACTIONS)]
         if len(num_selects) != len(tokens) or any(not 0 < n <= s for n, s in zip(num_selects, tokens)):
@@ -161,22 +165,24 @@ class PIM(GazeModel):
         """The last stage map (B,C,h,w); the earlier stages of the same call are kept for
         :meth:`forward_head` (so ``forward_head(forward_features(x)) == forward(x)`` and a
         differentiable Grad-CAM of the last stage sees PIM's whole head)."""
-        stages = self.stages(images)
-        self._stages = stages
+        stages, prefixes = self.stages(images)
+        self._stages = stages, prefixes
         return stages[-1]
 
     def forward_head(self, features: Tensor) -> Tensor:
         """The combiner's logits of the stages whose last map is ``features`` (from the
         :meth:`forward_features` call that returned it)."""
-        stages = getattr(self, "_stages", None)
+        stages, prefixes = getattr(self, "_stages", None) or (None, None)
         if stages is None or features is not stages[-1]:
             raise ValueError("PIM.forward_head needs the map returned by the latest forward_features call")
         self._stages = None
-        return self.heads(stages)["comb_outs"]
+        return self.heads(stages, prefixes)["comb_outs"]
 
-    def fpn(self, stages: Sequence[Tensor]) -> list[Tensor]:
-        """FPN tokens (B, S_l, F) of every stage map, top-down summed."""
-        tokens = [projection(as_tokens(stage)[0]) for projection, stage in zip(self.projections, stages)]
+    def fpn(self, stages: Sequence[Tensor], prefixes: Sequence[Tensor | None] | None = None) -> list[Tensor]:
+        """FPN tokens (B, S_l, F) of every stage map (after its prefix tokens: ViT's class token), top-down summed."""
+        prefixes = prefixes or [None] * len(stages)
+        tokens = [projection(as_tokens(stage)[0] if prefix is None else torch.cat([prefix, as_tokens(stage)[0]], 1))
+                  for projection, stage, prefix in zip(self.projections, stages, prefixes)]
         for l in range(len(tokens) - 1, 0, -1):
             tokens[l - 1] = tokens[l - 1] + self.upsample(tokens[l], l)
         return tokens
@@ -195,17 +201,19 @@ class PIM(GazeModel):
     def forward_all(self, images: Tensor) -> dict[str, Tensor]:
         """The published output dict: ``layer1..4`` (B,S_l,K), ``select_layerX`` (B,n_l,K),
         ``drop_layerX`` (B,S_l-n_l,K) and ``comb_outs`` (B,K)."""
-        return self.heads(self.stages(images))
+        return self.heads(*self.stages(images))
 
-    def stages(self, images: Tensor) -> list[Tensor]:
-        """The backbone's stage maps (B,C_l,H_l,W_l), the last through :attr:`last_stage`."""
-        stages = self.backbone.forward_stages(images)
-        return [*stages[:-1], self.last_stage(stages[-1])]
+    def stages(self, images: Tensor) -> tuple[list[Tensor], list[Tensor | None]]:
+        """The backbone's stage maps (B,C_l,H_l,W_l), the last through :attr:`last_stage`, and
+        each stage's prefix tokens (B,P,C) (ViT's class token) or None."""
+        stages, prefixes = self.backbone.forward_stage_tokens(images)
+        return [*stages[:-1], self.last_stage(stages[-1])], prefixes
 
-    def heads(self, stages: Sequence[Tensor]) -> dict[str, Tensor]:
-        """:meth:`forward_all`'s dict from the stage maps."""
+    def heads(self, stages: Sequence[Tensor], prefixes: Sequence[Tensor | None] | None = None) -> dict[str, Tensor]:
+        """:meth:`forward_all`'s dict from the stage maps (and their prefix tokens)."""
         outputs, selections = {}, []
-        for l, (tokens, classifier, count) in enumerate(zip(self.fpn(stages), self.classifiers, self.num_selects), 1):
+        tokens_per_stage = self.fpn(stages, prefixes)
+        for l, (tokens, classifier, count) in enumerate(zip(tokens_per_stage, self.classifiers, self.num_selects), 1):
             logits = classifier(tokens.transpose(1, 2)).transpose(1, 2)  # (B,S,K)
             order = logits.softmax(-1).amax(-1).argsort(dim=1, descending=True)  # (B,S) by confidence
             ranked_logits = logits.gather(1, order[..., None].expand_as(logits))
@@ -250,7 +258,8 @@ class PIM(GazeModel):
         floor = 1.0 / self.num_classes
         losses = []
         for l, (h, w) in enumerate(self.grids, 1):
-            confidence = (outputs[f"layer{l}"].softmax(-1).amax(-1) - floor) / (1 - floor)  # (B, S_l)
+            patches = outputs[f"layer{l}"][:, self.prefix_tokens:]  # the grid's tokens (ViT's class token has no place)
+            confidence = (patches.softmax(-1).amax(-1) - floor) / (1 - floor)  # (B, h w)
             target = F.adaptive_avg_pool2d(gaze.float(), (h, w)).flatten(1)
             low, high = target.amin(1, keepdim=True), target.amax(1, keepdim=True)
             target = (target - low) / (high - low).clamp_min(1e-6)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from gaze.engine.optim import ScheduleSpan, lr_factor
 from gaze.models import create_model
+from gaze.models.backbones import VIT_BLOCKS_8_11
 from gaze.models.cam import grad_cam
 from gaze.models.pim import PUBLISHED_SWIN_STAGES, Combiner
 
@@ -187,3 +188,33 @@ def test_the_published_swin_stages_are_read_after_each_patch_merging():
     parts = model.loss({"image": torch.randn(2, 3, 224, 224), "label": torch.tensor([0, 2])})
     parts["loss"].backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_the_published_vit_keeps_its_class_token_in_every_stage():
+    torch.manual_seed(0)
+    model = create_model("pim", num_classes=4, backbone="vit_tiny_patch16_224", input_size=96, fpn_size=16,
+                         fpn_upsample="conv", stage_modules=list(VIT_BLOCKS_8_11), lambda_g=1.0).train()
+    assert model.grids == [(6, 6)] * 4 and model.prefix_tokens == 1 and model.num_selects[0] <= 37
+    images = torch.randn(2, 3, 96, 96)
+    batch = {"image": images, "label": torch.tensor([0, 3]), "gaze": torch.rand(2, 1, 96, 96)}
+    parts = model.loss(batch)  # the gaze loss on the 6 x 6 patch tokens, the class token left out
+    parts["loss"].backward()
+    model.eval()
+    with torch.no_grad():
+        outputs = model.forward_all(images)
+        maps, prefixes = model.backbone.forward_stage_tokens(images)
+    assert outputs["layer1"].shape == (2, 1 + 36, 4)  # 785 at 448 px as published: 1 + 28^2
+    blocks = {}
+    hooks = [model.backbone.net.get_submodule(name).register_forward_hook(
+        lambda module, inputs, output, name=name: blocks.__setitem__(name, output)) for name in VIT_BLOCKS_8_11]
+    with torch.no_grad():
+        model.backbone.net.forward_features(model.backbone.input_scale * images + model.backbone.input_shift)
+    for hook in hooks:
+        hook.remove()
+    torch.testing.assert_close(prefixes[0], blocks["blocks.8"][:, :1])  # the class token, as the block gave it
+    torch.testing.assert_close(maps[3].flatten(2).transpose(1, 2), blocks["blocks.11"][:, 1:])
+    cams = grad_cam(model, images, targets=torch.tensor([1, 2]))
+    assert cams.cams.shape == (2, 1, 96, 96) and torch.isfinite(cams.cams).all()
+    with pytest.raises(ValueError, match="class token need fpn_upsample='conv'"):
+        create_model("pim", num_classes=4, backbone="vit_tiny_patch16_224", input_size=96, fpn_size=16,
+                     fpn_upsample="bilinear", stage_modules=list(VIT_BLOCKS_8_11))
