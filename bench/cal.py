@@ -41,6 +41,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from seeded_runs import cub_runs, mean_std
 
 from gaze.models import create_model
 from gaze.models.cal import attention_crop_drop
@@ -101,31 +102,20 @@ ACCURACY_METHODS = (
 def accuracy_table(seeds: int) -> None:
     """(c): every method x seed through cub/train.py; test top-1 per protocol, mean +- std."""
     import json
-    import tempfile
-    from pathlib import Path
-
-    from cub.train import main as train_main
 
     rows = {}
-    with tempfile.TemporaryDirectory() as runs:
-        for name, overrides in ACCURACY_METHODS:
-            for seed in range(seeds):
-                run = f"{name.replace(' + ', '_')}_s{seed}"
-                assert train_main([*overrides, f"--seed={seed}", f"--model_path={runs}", f"--model_name={run}",
-                                   "--cam_images=0"]) == 0
-                folder = Path(runs) / run
-                protocols = folder / "protocols.json"
-                if protocols.is_file():
-                    scores = {p: v["top1"] for p, v in json.loads(protocols.read_text()).items()}
-                else:
-                    scores = {"raw": json.loads((folder / "summary.json").read_text())["test"]["top1"]}
-                for protocol, top1 in scores.items():
-                    rows.setdefault(name, {}).setdefault(protocol, []).append(top1)
+    for name, folder in cub_runs(ACCURACY_METHODS, seeds):
+        protocols = folder / "protocols.json"
+        if protocols.is_file():
+            scores = {p: v["top1"] for p, v in json.loads(protocols.read_text()).items()}
+        else:
+            scores = {"raw": json.loads((folder / "summary.json").read_text())["test"]["top1"]}
+        for protocol, top1 in scores.items():
+            rows.setdefault(name, {}).setdefault(protocol, []).append(top1)
     print(f"(c) test top-1 (%) on the synthetic CUB set, cub/train.py defaults, {seeds} seeds, mean +- std")
     print(f"    {'method':12s} {'raw':>16s} {'raw+crop':>16s} {'cal_tta':>16s}")
     for name, scores in rows.items():
-        cells = [f"{statistics.mean(v):6.2f} +- {statistics.stdev(v) if len(v) > 1 else 0:5.2f}" if v else "-"
-                 for v in (scores.get(p, []) for p in ("raw", "raw+crop", "cal_tta"))]
+        cells = [mean_std(v) if v else "-" for v in (scores.get(p, []) for p in ("raw", "raw+crop", "cal_tta"))]
         print(f"    {name:12s} " + " ".join(f"{cell:>16s}" for cell in cells))
 
 

@@ -43,6 +43,7 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
+from seeded_runs import mean_std
 
 from cub.train import main as train_main
 from gaze.synthetic.cub import make_synthetic_cub
@@ -140,12 +141,6 @@ def make_data(folder: Path, args: argparse.Namespace, k: int) -> Path:
     """The synthetic set with K training and ``test_per_class`` test images per class."""
     return make_synthetic_cub(folder / f"synthetic_cub_k{k}", num_classes=args.num_classes, train_per_class=k,
                               test_per_class=args.test_per_class, seed=0)
-
-
-def mean_std(values: list[float]) -> str:
-    """'mean +- sample std' (std 0 for one value)."""
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):6.2f} +- {std:5.2f}"
 
 
 def print_table(results: list[RunResult], args: argparse.Namespace) -> None:

@@ -31,6 +31,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from seeded_runs import cub_runs, mean_std
 from torch import nn
 
 #: The published Swin, EfficientNet and ViT stages (gaze.models.backbones: SWIN_MERGED_STAGES, ...),
@@ -139,31 +140,19 @@ ACCURACY_METHODS = (
 def accuracy_table(seeds: int) -> None:
     """(b): every method x seed through cub/train.py; test top-1 of the combiner (the model's
     logits) and of the head chosen on validation, mean +- std."""
-    import tempfile
-    from pathlib import Path
-
-    from cub.train import main as train_main
-
     rows: dict[str, dict[str, list[float]]] = {}
-    with tempfile.TemporaryDirectory() as runs:
-        for name, overrides in ACCURACY_METHODS:
-            for seed in range(seeds):
-                run = f"{name.replace(' + ', '_')}_s{seed}"
-                assert train_main([*overrides, f"--seed={seed}", f"--model_path={runs}", f"--model_name={run}",
-                                   "--cam_images=0"]) == 0
-                folder = Path(runs) / run
-                test = json.loads((folder / "summary.json").read_text())["test"]["top1"]
-                chosen = test
-                if (folder / "heads.json").is_file():
-                    heads = json.loads((folder / "heads.json").read_text())
-                    chosen = heads["test"][heads["chosen_on_val"]]["top1"]
-                rows.setdefault(name, {}).setdefault("model", []).append(test)
-                rows[name].setdefault("chosen", []).append(chosen)
+    for name, folder in cub_runs(ACCURACY_METHODS, seeds):
+        test = json.loads((folder / "summary.json").read_text())["test"]["top1"]
+        chosen = test
+        if (folder / "heads.json").is_file():
+            heads = json.loads((folder / "heads.json").read_text())
+            chosen = heads["test"][heads["chosen_on_val"]]["top1"]
+        rows.setdefault(name, {}).setdefault("model", []).append(test)
+        rows[name].setdefault("chosen", []).append(chosen)
     print(f"(b) test top-1 (%) on the synthetic CUB set, cub/train.py defaults, {seeds} seeds, mean +- std")
     print(f"    {'method':12s} {'logits (combiner)':>18s} {'head chosen on val':>19s}")
     for name, scores in rows.items():
-        cells = [f"{statistics.mean(v):6.2f} +- {statistics.stdev(v) if len(v) > 1 else 0:5.2f}"
-                 for v in (scores["model"], scores["chosen"])]
+        cells = [mean_std(v) for v in (scores["model"], scores["chosen"])]
         print(f"    {name:12s} {cells[0]:>18s} {cells[1]:>19s}")
 
 
