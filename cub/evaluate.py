@@ -40,13 +40,12 @@ from gaze.config import config_or_report, evaluated_config
 from gaze.engine.checkpoint import best_checkpoint
 from gaze.engine.dist import resolve_device
 from gaze.engine.evaluate import evaluate, format_model_metrics, protocol_lines, protocol_scores
-from gaze.engine.heads import checkpoint_run_names, head_accuracies, report_heads
 from gaze.engine.importers import import_checkpoint, load_model_checkpoint
 from gaze.engine.logging import report_logger
 from gaze.models import model_class
 from gaze.viz.attention import write_attention_evaluation, write_attention_visuals
 from gaze.viz.panels import first_batch, write_cam_panels
-from gaze.viz.reports import write_infer_files, write_reports
+from gaze.viz.reports import write_head_reports, write_reports
 
 
 def load_evaluated_model(config: dict[str, Any], checkpoint_path: Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -84,12 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     if "attention_iou" in results["sample_metrics"]:  # GRADIA's files and overlays (A7-A8)
         attention = "; " + write_attention_evaluation(model, results, panels, out_dir, config["cam_images"], "test",
                                                       assessments(config, root))
-    project, experiment = checkpoint_run_names(checkpoint_path)
-    for line in report_heads(results, None, out_dir, project, experiment):  # PIM: every head, eval_results.txt
+    for line in write_head_reports(results, out_dir, test_set.class_names, checkpoint_path):  # PIM: every head, infer.py's files
         report_logger().info(f"{checkpoint_path}: test, {line}")
-    if head_accuracies(results):  # PIM's infer.py files of the model's logits (the combiner)
-        write_infer_files(results, out_dir, test_set.class_names,
-                          ["[Infer Results]", f"Project: {project}, Experiment: {experiment}"])
     for line in protocol_lines(protocol_scores(model, loader, device)):
         report_logger().info(f"{checkpoint_path}: test, {line}")
     report_logger().info(

@@ -34,13 +34,12 @@ from gaze.config import config_or_report, evaluated_config
 from gaze.engine.checkpoint import best_checkpoint
 from gaze.engine.dist import resolve_device
 from gaze.engine.evaluate import evaluate, report_protocols
-from gaze.engine.heads import checkpoint_run_names, head_accuracies, report_heads
 from gaze.engine.importers import import_checkpoint, load_model_checkpoint
 from gaze.engine.logging import report_logger
 from gaze.models import model_class
 from gaze.viz.attention import write_attention_evaluation, write_attention_visuals
 from gaze.viz.panels import first_batch
-from gaze.viz.reports import write_infer_files, write_reports
+from gaze.viz.reports import write_head_reports, write_reports
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,12 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     if config["cam_images"] > 0:  # CAL / WS-DAN: their attention maps, crops and drops as infer.py draws them
         write_attention_visuals(model, first_batch(test_set, config["cam_images"]), out_dir / "attention_maps",
                                 test_set.transform.mean, test_set.transform.std)
-    project, experiment = checkpoint_run_names(path)
-    for line in report_heads(results, None, out_dir, project, experiment):  # PIM: every head, eval_results.txt
+    for line in write_head_reports(results, out_dir, data.class_names, path):  # PIM: every head, infer.py's files
         report_logger().info(f"{path}: test, {line}")
-    if head_accuracies(results):  # PIM's infer.py files of the model's logits (the combiner)
-        write_infer_files(results, out_dir, data.class_names,
-                          ["[Infer Results]", f"Project: {project}, Experiment: {experiment}"])
     for protocol_line in report_protocols(model, loader, device, out_dir):
         report_logger().info(f"{path}: test, {protocol_line}")
     answer = answer_file(model, {**config, "answer_path": config["answer_path"] or str(out_dir / "answer.txt")}, data, out_dir)

@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.metrics import classification_report, confusion_matrix, roc_auc_score
 
 from gaze.atomic import atomic_path
+from gaze.engine.heads import checkpoint_run_names, report_heads
 from gaze.viz.plots import plot_confusion_matrix
 
 
@@ -201,3 +202,17 @@ def write_infer_files(results: dict, out_dir: str | os.PathLike, class_names: Se
     written.append(plot_confusion_matrix(confusion, list(class_names) if class_names is not None else None,
                                          out_dir / INFER_FILES[3], title=f"Confusion Matrix acc = {top1_pct:.2f}%"))
     return written
+
+
+def write_head_reports(results: dict, out_dir: str | os.PathLike, class_names: Sequence[str] | None,
+                       checkpoint: str | os.PathLike) -> list[str]:
+    """For an evaluated multi-head model (PIM): ``eval_results.txt`` and ``heads.json`` of every
+    head (:func:`gaze.engine.heads.report_heads`, test only) and infer.py's files of its logits
+    (:func:`write_infer_files`), named after ``checkpoint``'s run; returns the summary lines
+    ([] and nothing written for a one-head model)."""
+    project, experiment = checkpoint_run_names(checkpoint)
+    lines = report_heads(results, None, out_dir, project, experiment)
+    if lines:
+        header = ["[Infer Results]", f"Project: {project}, Experiment: {experiment}"]
+        write_infer_files(results, out_dir, class_names, header)
+    return lines
