@@ -204,13 +204,9 @@ class Backbone(nn.Module):
         ViT's class token, read at ``stage_modules`` blocks — or None)."""
         if self.convert_input:
             images = images * self.input_scale + self.input_shift
-        if self.stage_modules:
-            split = [self._split_stage(stage) for stage in self._tapped_stages(images, self.net)]
-            return [grid for grid, _ in split], [prefix for _, prefix in split]
-        features = self.net(images)
-        features = list(features) if isinstance(features, (list, tuple)) else [features]
-        maps = [stage.permute(0, 3, 1, 2) for stage in features] if self.channels_last else features
-        return maps, [None] * len(maps)
+        outputs = self._tapped_stages(images, self.net) if self.stage_modules else self.net(images)
+        split = [self._split_stage(stage) for stage in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
+        return [grid for grid, _ in split], [prefix for _, prefix in split]
 
     def forward_stages(self, images: Tensor) -> list[Tensor]:
         """The requested stage maps [(B,C_i,h_i,w_i)] of ImageNet-normalised ``images`` (B,3,H,W)

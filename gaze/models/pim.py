@@ -32,15 +32,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gaze.models._registry import register_model
-from gaze.models.backbones import SWIN_MERGED_STAGES, create_backbone
+from gaze.models.backbones import create_backbone
 from gaze.models.base import GazeModel
 
 #: Stages read by default: the last four timm ``features_only`` stages (ResNet layer1-4 and ViT
 #: blocks.8-11 as published, Swin layers.0-3, EfficientNet's last four); the published Swin and
 #: EfficientNet stages are ``stage_modules`` (SWIN_MERGED_STAGES, EFFICIENTNET_FEATURES_4_7).
 STAGES = (-4, -3, -2, -1)
-#: The published Swin stages (§3.3): each after its patch merging (:data:`SWIN_MERGED_STAGES`).
-PUBLISHED_SWIN_STAGES = SWIN_MERGED_STAGES
 #: The published selection of Swin-L at 384 px (2048/2304, 512/576, 128/144, 32/144 tokens):
 #: the default fraction of each stage's tokens kept when ``num_selects`` is None.
 SELECT_FRACTIONS = (2048 / 2304, 512 / 576, 128 / 144, 32 / 144)
@@ -118,7 +116,7 @@ class PIM(GazeModel):
             lambda_b, lambda_s, lambda_n, lambda_c: the loss weights (§3.4).
             lambda_g: weight of the gaze-guided selector loss (0: off, as published).
             stage_modules: module names of the timm network whose outputs are the four stages
-                (the published Swin: :data:`PUBLISHED_SWIN_STAGES`); None: the last four
+                (the published Swin: ``gaze.models.backbones.SWIN_MERGED_STAGES``); None: the last four
                 ``features_only`` stages.
         """
         super().__init__()

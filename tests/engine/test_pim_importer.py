@@ -10,7 +10,7 @@ from torch import nn
 
 from gaze.engine.importers import convert_checkpoint, load_model_checkpoint
 from gaze.models import create_model
-from gaze.models.pim import PUBLISHED_SWIN_STAGES
+from gaze.models.backbones import SWIN_MERGED_STAGES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -92,7 +92,7 @@ def test_a_timm_0_5_swin_pim_moves_each_patch_merging_to_the_next_stage():
     config = checkpoint["config"]
     assert (config["backbone"], config["input_size"], config["fpn_upsample"]) == \
         ("swin_tiny_patch4_window7_224", 224, "conv")
-    assert config["stage_modules"] == list(PUBLISHED_SWIN_STAGES) and config["num_selects"] == [2048, 512, 128, 32]
+    assert config["stage_modules"] == list(SWIN_MERGED_STAGES) and config["num_selects"] == [2048, 512, 128, 32]
     torch.testing.assert_close(checkpoint["model"]["backbone.net.layers.1.downsample.reduction.weight"],
                                old["layers.0.downsample.reduction.weight"])
     torch.testing.assert_close(checkpoint["model"]["upsamples.0.weight"], state["fpn.Up_layer2.weight"])

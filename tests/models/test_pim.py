@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from gaze.engine.optim import ScheduleSpan, lr_factor
 from gaze.models import create_model
-from gaze.models.backbones import VIT_BLOCKS_8_11
+from gaze.models.backbones import SWIN_MERGED_STAGES, VIT_BLOCKS_8_11
 from gaze.models.cam import grad_cam
-from gaze.models.pim import PUBLISHED_SWIN_STAGES, Combiner
+from gaze.models.pim import Combiner
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -180,7 +180,7 @@ def test_the_gaze_guided_selector_loss_is_its_formula_and_needs_gaze_in_training
 def test_the_published_swin_stages_are_read_after_each_patch_merging():
     torch.manual_seed(0)
     model = create_model("pim", num_classes=3, backbone="swin_tiny_patch4_window7_224", input_size=224, fpn_size=16,
-                         fpn_upsample="conv", stage_modules=list(PUBLISHED_SWIN_STAGES)).train()
+                         fpn_upsample="conv", stage_modules=list(SWIN_MERGED_STAGES)).train()
     assert model.grids == [(28, 28), (14, 14), (7, 7), (7, 7)]  # Swin-L 384's 48/24/12/12 at 224 px (Swin-T)
     assert model.backbone.stage_channels == [192, 384, 768, 768]
     assert "backbone.net.layers.0.blocks.0.attn.qkv.weight" in model.state_dict()  # timm's own names
