@@ -35,9 +35,10 @@ from gaze.models._registry import register_model
 from gaze.models.backbones import create_backbone
 from gaze.models.base import GazeModel
 
-#: Stages read by default: the last four timm ``features_only`` stages (ResNet layer1-4 and ViT
-#: blocks.8-11 as published, Swin layers.0-3, EfficientNet's last four); the published Swin and
-#: EfficientNet stages are ``stage_modules`` (SWIN_MERGED_STAGES, EFFICIENTNET_FEATURES_4_7).
+#: Stages read by default: the last four timm ``features_only`` stages (ResNet layer1-4 as
+#: published; ViT blocks.8-11 without the class token, Swin layers.0-3, EfficientNet's last four);
+#: the published Swin, ViT and EfficientNet stages are ``stage_modules`` (gaze.models.backbones:
+#: SWIN_MERGED_STAGES, VIT_BLOCKS_8_11, EFFICIENTNET_FEATURES_4_7).
 STAGES = (-4, -3, -2, -1)
 #: The published selection of Swin-L at 384 px (2048/2304, 512/576, 128/144, 32/144 tokens):
 #: the default fraction of each stage's tokens kept when ``num_selects`` is None.
